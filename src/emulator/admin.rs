@@ -1,0 +1,197 @@
+//! The admin API under `/_emulator/` (bucket names cannot start with `_`, so it never shadows a
+//! bucket): create buckets, change rules behind the operator's back, read counters, inject faults.
+//! It has no authentication: the emulator is a test tool and listens on loopback by default.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use serde::Deserialize;
+
+use super::state::{Bucket, Counters, EmulatorState, Faults, StoredRule};
+
+/// The reserved path prefix.
+pub const PREFIX: &str = "/_emulator";
+
+type Shared = State<Arc<EmulatorState>>;
+
+#[derive(Deserialize)]
+struct NewBucket {
+    #[serde(default)]
+    region: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NewKey {
+    secret: String,
+}
+
+#[derive(Deserialize)]
+struct ClockOffset {
+    seconds: i64,
+}
+
+/// The admin routes; `default_region` is used for buckets created without one.
+pub fn routes(default_region: String) -> Router<Arc<EmulatorState>> {
+    Router::new()
+        .route(&format!("{PREFIX}/health"), get(|| async { "ok" }))
+        .route(
+            &format!("{PREFIX}/counters"),
+            get(counters).delete(reset_counters),
+        )
+        .route(&format!("{PREFIX}/buckets"), get(list_buckets))
+        .route(
+            &format!("{PREFIX}/buckets/{{bucket}}"),
+            get(show_bucket)
+                .put(
+                    move |state: Shared, path: Path<String>, body: Option<Json<NewBucket>>| {
+                        create_bucket(state, path, body, default_region.clone())
+                    },
+                )
+                .delete(delete_bucket),
+        )
+        .route(
+            &format!("{PREFIX}/buckets/{{bucket}}/rule"),
+            put(set_rule).delete(clear_rule),
+        )
+        .route(
+            &format!("{PREFIX}/buckets/{{bucket}}/denied-access-keys/{{key}}"),
+            put(deny_key).delete(allow_key),
+        )
+        .route(
+            &format!("{PREFIX}/faults"),
+            get(show_faults).put(set_faults).delete(clear_faults),
+        )
+        .route(
+            &format!("{PREFIX}/access-keys/{{id}}"),
+            put(add_key).delete(remove_key),
+        )
+        .route(&format!("{PREFIX}/oidc-tokens/{{token}}"), put(accept_token))
+        .route(&format!("{PREFIX}/clock-offset"), put(set_clock_offset))
+}
+
+async fn counters(State(state): Shared) -> Json<Counters> {
+    Json(state.counters())
+}
+
+async fn reset_counters(State(state): Shared) -> StatusCode {
+    state.reset_counters();
+    StatusCode::NO_CONTENT
+}
+
+async fn list_buckets(State(state): Shared) -> Json<std::collections::BTreeMap<String, Bucket>> {
+    Json(state.buckets())
+}
+
+async fn show_bucket(State(state): Shared, Path(bucket): Path<String>) -> Result<Json<Bucket>, StatusCode> {
+    state.bucket(&bucket).map(Json).ok_or(StatusCode::NOT_FOUND)
+}
+
+async fn create_bucket(
+    State(state): Shared,
+    Path(bucket): Path<String>,
+    body: Option<Json<NewBucket>>,
+    default_region: String,
+) -> Result<StatusCode, (StatusCode, String)> {
+    crate::oss::endpoint::validate_bucket_name(&bucket)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    let region = body.and_then(|Json(b)| b.region).unwrap_or(default_region);
+    crate::oss::endpoint::validate_region(&region).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    state.create_bucket(&bucket, &region);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_bucket(State(state): Shared, Path(bucket): Path<String>) -> StatusCode {
+    if state.delete_bucket(&bucket) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+async fn set_rule(
+    State(state): Shared,
+    Path(bucket): Path<String>,
+    Json(rule): Json<StoredRule>,
+) -> Result<StatusCode, (StatusCode, String)> {
+    if rule.algorithm.trim().is_empty() {
+        return Err((StatusCode::BAD_REQUEST, "algorithm must not be empty".into()));
+    }
+    if state.set_rule(&bucket, Some(rule)) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err((StatusCode::NOT_FOUND, format!("no bucket {bucket}")))
+    }
+}
+
+async fn clear_rule(State(state): Shared, Path(bucket): Path<String>) -> StatusCode {
+    if state.set_rule(&bucket, None) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+async fn deny_key(State(state): Shared, Path((bucket, key)): Path<(String, String)>) -> StatusCode {
+    if state.set_access_denied(&bucket, &key, true) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+async fn allow_key(State(state): Shared, Path((bucket, key)): Path<(String, String)>) -> StatusCode {
+    if state.set_access_denied(&bucket, &key, false) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+async fn show_faults(State(state): Shared) -> Json<Faults> {
+    Json(state.faults())
+}
+
+async fn set_faults(
+    State(state): Shared,
+    Json(faults): Json<Faults>,
+) -> Result<StatusCode, (StatusCode, String)> {
+    let rates = [
+        faults.internal_error_rate,
+        faults.throttle_rate,
+        faults.reset_rate,
+    ];
+    if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
+        return Err((StatusCode::BAD_REQUEST, "rates must be between 0 and 1".into()));
+    }
+    state.set_faults(faults);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn clear_faults(State(state): Shared) -> StatusCode {
+    state.set_faults(Faults::default());
+    StatusCode::NO_CONTENT
+}
+
+async fn add_key(State(state): Shared, Path(id): Path<String>, Json(key): Json<NewKey>) -> StatusCode {
+    state.add_access_key(&id, &key.secret);
+    StatusCode::NO_CONTENT
+}
+
+async fn remove_key(State(state): Shared, Path(id): Path<String>) -> StatusCode {
+    state.remove_access_key(&id);
+    StatusCode::NO_CONTENT
+}
+
+async fn accept_token(State(state): Shared, Path(token): Path<String>) -> StatusCode {
+    state.accept_oidc_token(&token);
+    StatusCode::NO_CONTENT
+}
+
+async fn set_clock_offset(State(state): Shared, Json(offset): Json<ClockOffset>) -> StatusCode {
+    state.set_clock_offset(jiff::SignedDuration::from_secs(offset.seconds));
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,315 @@
+//! The OSS side of the emulator: addressing, faults, authentication and the three
+//! bucket-encryption APIs with OSS's status codes and error bodies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+
+use super::auth::{SignedRequest, verify};
+use super::reply::{OssFault, connection_reset, empty_response, error_response, finish, xml_response};
+use super::state::{EmulatorState, StoredRule};
+use crate::oss::content_md5;
+use crate::oss::rule::SseAlgorithm;
+use crate::oss::sign::parse_query;
+use crate::oss::xml::{RawRule, parse_rule, raw_rule_to_xml};
+
+/// Which API a request is, for the counters.
+fn api_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GetBucketEncryption",
+        Method::PUT => "PutBucketEncryption",
+        Method::DELETE => "DeleteBucketEncryption",
+        _ => "Unsupported",
+    }
+}
+
+/// Where a request is addressed: bucket from the Host (virtual-hosted) or the path (path-style).
+fn address(host: &str, path: &str) -> Result<(String, String), OssFault> {
+    let host_only = host_without_port(host);
+    let path_style = host_only.parse::<std::net::IpAddr>().is_ok() || host_only == "localhost";
+    let (bucket, rest) = if path_style {
+        let trimmed = path.trim_start_matches('/');
+        let (bucket, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+        (bucket.to_owned(), rest.to_owned())
+    } else {
+        let (bucket, _) = host_only.split_once('.').unwrap_or(("", host_only));
+        (bucket.to_owned(), path.trim_start_matches('/').to_owned())
+    };
+    if bucket.is_empty() {
+        return Err(OssFault::new(
+            400,
+            "InvalidBucketName",
+            "The specified bucket is not valid.",
+            "0015-00000001",
+        ));
+    }
+    Ok((bucket, rest))
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split(']')
+            .next()
+            .map(|h| h.trim_start_matches('['))
+            .unwrap_or(host);
+    }
+    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+}
+
+/// Serves one OSS request (everything that is not STS or admin).
+pub async fn handle(
+    state: Arc<EmulatorState>,
+    method: Method,
+    path: &str,
+    raw_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request_id = state.next_request_id();
+    let api = api_name(&method);
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+
+    let faults = state.faults();
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    let over_qps = state.arrive();
+    if faults.reset_rate > 0.0 && fastrand::f64() < faults.reset_rate {
+        state.count(api, 0);
+        return connection_reset();
+    }
+
+    let (status, response) = match answer(&state, &method, path, raw_query, headers, &body, over_qps) {
+        Ok(ok) => ok,
+        Err((fault, bucket)) => (fault.status, error_response(&fault, &request_id, &host, &bucket)),
+    };
+    state.count(api, status);
+    tracing::debug!(%method, path, api, status, request_id, "emulator answered");
+    finish(response, &request_id, state.now())
+}
+
+type Answer = Result<(u16, Response), (OssFault, String)>;
+
+fn answer(
+    state: &EmulatorState,
+    method: &Method,
+    path: &str,
+    raw_query: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    over_qps: bool,
+) -> Answer {
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
+    let (bucket, object) = address(host, path).map_err(|f| (f, String::new()))?;
+    let fail = |fault: OssFault| (fault, bucket.clone());
+
+    let faults = state.faults();
+    if over_qps || (faults.throttle_rate > 0.0 && fastrand::f64() < faults.throttle_rate) {
+        return Err(fail(OssFault::throttled()));
+    }
+    if faults.internal_error_rate > 0.0 && fastrand::f64() < faults.internal_error_rate {
+        return Err(fail(OssFault::internal_error()));
+    }
+
+    let query = parse_query(raw_query);
+    if !object.is_empty() || !query.iter().any(|(k, _)| k == "encryption") {
+        return Err(fail(OssFault::new(
+            501,
+            "NotImplemented",
+            "The OSS emulator implements only the bucket ?encryption APIs.",
+            "0000-00000000",
+        )));
+    }
+    if !matches!(*method, Method::GET | Method::PUT | Method::DELETE) {
+        return Err(fail(OssFault::new(
+            405,
+            "MethodNotAllowed",
+            "The specified method is not allowed against this resource.",
+            "0000-00000000",
+        )));
+    }
+
+    // OSS authenticates against the bucket's region, so an unknown bucket is answered after the
+    // signature is checked with the scope it claims; a missing bucket is still NoSuchBucket.
+    let stored = state.bucket(&bucket);
+    let header_pairs: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
+        .collect();
+    let signed = SignedRequest {
+        method: method.as_str(),
+        bucket: &bucket,
+        query: &query,
+        headers: &header_pairs,
+    };
+    let claimed_region = stored.as_ref().map(|b| b.region.clone());
+    let access_key_id = match &claimed_region {
+        Some(region) => verify(state, &signed, region).map_err(fail)?,
+        None => {
+            // Verify with whatever region the request claims, then report the missing bucket.
+            verify(state, &signed, &claimed_scope_region(&header_pairs)).map_err(fail)?;
+            return Err(fail(OssFault::no_such_bucket()));
+        }
+    };
+    let stored = stored.expect("bucket checked above");
+    if stored.denied_access_keys.contains_key(&access_key_id) {
+        return Err(fail(OssFault::access_denied(
+            "You have no right to access this bucket.",
+        )));
+    }
+
+    match *method {
+        Method::GET => match &stored.rule {
+            Some(rule) => Ok((200, xml_response(200, raw_rule_to_xml(&RawRule::from(rule))))),
+            None => Err(fail(OssFault::new(
+                404,
+                "NoSuchServerSideEncryptionRule",
+                "The bucket you specified does not have server side encryption rule.",
+                "0005-00000004",
+            ))),
+        },
+        Method::PUT => {
+            let rule = validate_put(headers, body).map_err(fail)?;
+            state.set_rule(&bucket, Some(rule));
+            Ok((200, empty_response(200)))
+        }
+        _ => {
+            state.set_rule(&bucket, None);
+            Ok((204, empty_response(204)))
+        }
+    }
+}
+
+/// The region a V4 Authorization claims (V1 has none; any value then).
+fn claimed_scope_region(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, v)| match crate::oss::sign::parse_authorization(v) {
+            Ok(crate::oss::sign::ParsedAuthorization::V4 { scope, .. }) => Some(scope.region),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The checks OSS makes on a PutBucketEncryption body, in its order.
+fn validate_put(headers: &HeaderMap, body: &Bytes) -> Result<StoredRule, OssFault> {
+    if let Some(md5) = headers.get("content-md5").and_then(|v| v.to_str().ok())
+        && md5.trim() != content_md5(body)
+    {
+        return Err(OssFault::new(
+            400,
+            "InvalidDigest",
+            "The Content-MD5 you specified is not valid.",
+            "0002-00000016",
+        ));
+    }
+    let malformed = || {
+        OssFault::new(
+            400,
+            "MalformedXML",
+            "The XML you provided was not well-formed or did not validate against our published schema.",
+            "0005-00000001",
+        )
+    };
+    let text = std::str::from_utf8(body).map_err(|_| malformed())?;
+    let raw = parse_rule(text).map_err(|_| malformed())?;
+    let Some(algorithm) = SseAlgorithm::parse(raw.algorithm.trim()) else {
+        return Err(OssFault::new(
+            400,
+            "InvalidEncryptionAlgorithmError",
+            "The Encryption request you specified is not valid. Supported value: AES256/KMS/SM4",
+            "0005-00000003",
+        ));
+    };
+    if algorithm != SseAlgorithm::Kms && !raw.kms_master_key_id.trim().is_empty() {
+        return Err(OssFault::invalid_argument(
+            "KMSMasterKeyID is not applicable if the default sse algorithm is not KMS",
+            "0005-00000204",
+        ));
+    }
+    let data = raw.kms_data_encryption.trim();
+    if !data.is_empty() && (algorithm != SseAlgorithm::Kms || data != "SM4") {
+        return Err(OssFault::invalid_argument(
+            "KMSDataEncryption is only valid with KMS and must be SM4",
+            "0005-00000203",
+        ));
+    }
+    Ok(StoredRule {
+        algorithm: algorithm.as_str().to_owned(),
+        kms_master_key_id: raw.kms_master_key_id.trim().to_owned(),
+        kms_data_encryption: data.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addressing() {
+        assert_eq!(
+            address("b1b.oss-cn-hangzhou.aliyuncs.com", "/").unwrap(),
+            ("b1b".into(), "".into())
+        );
+        assert_eq!(
+            address("127.0.0.1:9000", "/b1b/").unwrap(),
+            ("b1b".into(), "".into())
+        );
+        assert_eq!(address("[::1]:9000", "/b1b/").unwrap(), ("b1b".into(), "".into()));
+        assert_eq!(
+            address("localhost:1", "/b1b/obj").unwrap(),
+            ("b1b".into(), "obj".into())
+        );
+        assert!(address("127.0.0.1:9000", "/").is_err());
+    }
+
+    #[test]
+    fn put_validation_in_oss_order() {
+        let mut headers = HeaderMap::new();
+        let body = |xml: &str| Bytes::from(xml.to_owned());
+        let rule = |inner: &str| {
+            format!(
+                "<ServerSideEncryptionRule><ApplyServerSideEncryptionByDefault>{inner}</ApplyServerSideEncryptionByDefault></ServerSideEncryptionRule>"
+            )
+        };
+        let code = |headers: &HeaderMap, xml: &str| {
+            validate_put(headers, &body(xml))
+                .map(|_| "OK")
+                .unwrap_or_else(|f| f.code)
+        };
+        assert_eq!(code(&headers, "<nope"), "MalformedXML");
+        assert_eq!(
+            code(&headers, &rule("<SSEAlgorithm>DES</SSEAlgorithm>")),
+            "InvalidEncryptionAlgorithmError"
+        );
+        assert_eq!(
+            code(
+                &headers,
+                &rule("<SSEAlgorithm>AES256</SSEAlgorithm><KMSMasterKeyID>k</KMSMasterKeyID>")
+            ),
+            "InvalidArgument"
+        );
+        assert_eq!(
+            code(
+                &headers,
+                &rule("<SSEAlgorithm>KMS</SSEAlgorithm><KMSDataEncryption>abc</KMSDataEncryption>")
+            ),
+            "InvalidArgument"
+        );
+        assert_eq!(code(&headers, &rule("<SSEAlgorithm>SM4</SSEAlgorithm>")), "OK");
+        headers.insert("content-md5", "1B2M2Y8AsgTpgAmY7PhCfg==".parse().unwrap());
+        assert_eq!(
+            code(&headers, &rule("<SSEAlgorithm>SM4</SSEAlgorithm>")),
+            "InvalidDigest"
+        );
+    }
+}

@@ -1,0 +1,424 @@
+//! The emulator's world: buckets and their rules, access keys, STS sessions, request counters,
+//! injected faults and its clock. Mutations of buckets are persisted (atomically) when a file is set.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::oss::xml::RawRule;
+
+/// A bucket as the emulator keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bucket {
+    pub region: String,
+    /// The default encryption rule as stored (wire strings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<StoredRule>,
+    /// Access key ids refused with 403 AccessDenied on this bucket.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub denied_access_keys: BTreeMap<String, bool>,
+}
+
+/// A rule as stored and as the admin API shows and sets it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredRule {
+    pub algorithm: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kms_master_key_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kms_data_encryption: String,
+}
+
+impl From<RawRule> for StoredRule {
+    fn from(raw: RawRule) -> Self {
+        Self {
+            algorithm: raw.algorithm,
+            kms_master_key_id: raw.kms_master_key_id,
+            kms_data_encryption: raw.kms_data_encryption,
+        }
+    }
+}
+
+impl From<&StoredRule> for RawRule {
+    fn from(rule: &StoredRule) -> Self {
+        Self {
+            algorithm: rule.algorithm.clone(),
+            kms_master_key_id: rule.kms_master_key_id.clone(),
+            kms_data_encryption: rule.kms_data_encryption.clone(),
+        }
+    }
+}
+
+/// Injected faults, applied to OSS and STS requests (never to the admin API).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Faults {
+    /// Added to every request before it is answered.
+    pub latency_ms: u64,
+    /// Probability of `500 InternalError`.
+    pub internal_error_rate: f64,
+    /// Probability of `503 MetaOperationQpsLimitExceeded`.
+    pub throttle_rate: f64,
+    /// Requests per second above which `503 MetaOperationQpsLimitExceeded` is answered.
+    pub qps_limit: Option<u32>,
+    /// Probability that the connection is cut before an answer.
+    pub reset_rate: f64,
+}
+
+/// An STS session the emulator issued.
+#[derive(Clone, Debug)]
+pub struct StsSession {
+    pub secret: String,
+    pub token: String,
+    pub expiration: Timestamp,
+}
+
+/// Counters of answered requests: by API, then by HTTP status.
+pub type Counters = BTreeMap<String, BTreeMap<u16, u64>>;
+
+/// How many request arrival times are kept for rate measurements.
+const ARRIVALS_KEPT: usize = 65_536;
+
+#[derive(Debug, Default)]
+struct Inner {
+    buckets: BTreeMap<String, Bucket>,
+    access_keys: HashMap<String, String>,
+    sts_sessions: HashMap<String, StsSession>,
+    accepted_oidc_tokens: HashSet<String>,
+    oidc_tokens_seen: Vec<String>,
+    counters: Counters,
+    arrivals: VecDeque<Instant>,
+    recent: VecDeque<Instant>,
+    faults: Faults,
+    clock_offset: SignedDuration,
+    sts_duration_override: Option<Duration>,
+    request_seq: u64,
+}
+
+/// Shared, lock-protected emulator state. All methods are cheap and never hold the lock across I/O
+/// other than the persistence write.
+#[derive(Debug)]
+pub struct EmulatorState {
+    inner: Mutex<Inner>,
+    persist_path: Option<PathBuf>,
+    started: Instant,
+}
+
+/// The persisted part of the state.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    buckets: BTreeMap<String, Bucket>,
+}
+
+impl EmulatorState {
+    /// Fresh state; with a persistence file, buckets are loaded from it when it exists.
+    pub fn new(persist_path: Option<PathBuf>) -> std::io::Result<Self> {
+        let mut inner = Inner::default();
+        if let Some(path) = &persist_path
+            && path.exists()
+        {
+            let text = std::fs::read_to_string(path)?;
+            let snapshot: Snapshot = serde_json::from_str(&text).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            inner.buckets = snapshot.buckets;
+        }
+        Ok(Self {
+            inner: Mutex::new(inner),
+            persist_path,
+            started: Instant::now(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs a bucket mutation and persists the result.
+    fn mutate_buckets<T>(&self, change: impl FnOnce(&mut BTreeMap<String, Bucket>) -> T) -> T {
+        let mut inner = self.lock();
+        let result = change(&mut inner.buckets);
+        if let Some(path) = &self.persist_path
+            && let Err(error) = write_atomically(path, &inner.buckets)
+        {
+            tracing::error!(%error, path = %path.display(), "emulator could not persist its state");
+        }
+        result
+    }
+
+    /// The emulator's notion of now (real time plus the configured skew).
+    pub fn now(&self) -> Timestamp {
+        let offset = self.lock().clock_offset;
+        Timestamp::now()
+            .checked_add(offset)
+            .unwrap_or_else(|_| Timestamp::now())
+    }
+
+    /// Makes the emulator's clock run ahead (or behind) real time, to provoke skew.
+    pub fn set_clock_offset(&self, offset: SignedDuration) {
+        self.lock().clock_offset = offset;
+    }
+
+    pub fn add_access_key(&self, id: &str, secret: &str) {
+        self.lock().access_keys.insert(id.to_owned(), secret.to_owned());
+    }
+
+    pub fn remove_access_key(&self, id: &str) {
+        self.lock().access_keys.remove(id);
+    }
+
+    /// The secret (and, for STS sessions, the token and expiry) of an access key id.
+    pub fn lookup_key(&self, id: &str) -> Option<(String, Option<StsSession>)> {
+        let inner = self.lock();
+        if let Some(secret) = inner.access_keys.get(id) {
+            return Some((secret.clone(), None));
+        }
+        inner
+            .sts_sessions
+            .get(id)
+            .map(|s| (s.secret.clone(), Some(s.clone())))
+    }
+
+    pub fn create_bucket(&self, name: &str, region: &str) {
+        self.mutate_buckets(|buckets| {
+            buckets.entry(name.to_owned()).or_default().region = region.to_owned();
+        });
+    }
+
+    pub fn delete_bucket(&self, name: &str) -> bool {
+        self.mutate_buckets(|buckets| buckets.remove(name).is_some())
+    }
+
+    pub fn bucket(&self, name: &str) -> Option<Bucket> {
+        self.lock().buckets.get(name).cloned()
+    }
+
+    pub fn buckets(&self) -> BTreeMap<String, Bucket> {
+        self.lock().buckets.clone()
+    }
+
+    /// Sets (or with `None` clears) a bucket's rule; `false` if the bucket does not exist.
+    pub fn set_rule(&self, bucket: &str, rule: Option<StoredRule>) -> bool {
+        self.mutate_buckets(|buckets| match buckets.get_mut(bucket) {
+            Some(b) => {
+                b.rule = rule;
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Makes a bucket answer 403 AccessDenied to an access key (or lifts that).
+    pub fn set_access_denied(&self, bucket: &str, access_key_id: &str, denied: bool) -> bool {
+        self.mutate_buckets(|buckets| match buckets.get_mut(bucket) {
+            Some(b) => {
+                if denied {
+                    b.denied_access_keys.insert(access_key_id.to_owned(), true);
+                } else {
+                    b.denied_access_keys.remove(access_key_id);
+                }
+                true
+            }
+            None => false,
+        })
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.lock().faults = faults;
+    }
+
+    /// Records one request's arrival; true when it exceeds the configured QPS cap.
+    pub fn arrive(&self) -> bool {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        if inner.arrivals.len() == ARRIVALS_KEPT {
+            inner.arrivals.pop_front();
+        }
+        inner.arrivals.push_back(now);
+        let Some(limit) = inner.faults.qps_limit else {
+            return false;
+        };
+        while inner
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            inner.recent.pop_front();
+        }
+        if inner.recent.len() >= limit as usize {
+            return true;
+        }
+        inner.recent.push_back(now);
+        false
+    }
+
+    /// Arrival times (since start) of the most recent requests, oldest first.
+    pub fn arrivals(&self) -> Vec<Duration> {
+        let inner = self.lock();
+        inner
+            .arrivals
+            .iter()
+            .map(|t| t.duration_since(self.started))
+            .collect()
+    }
+
+    /// A fresh request id: 24 upper-case hex characters, like OSS's.
+    pub fn next_request_id(&self) -> String {
+        let mut inner = self.lock();
+        inner.request_seq += 1;
+        format!("{:08X}{:016X}", fastrand::u32(..), inner.request_seq)
+    }
+
+    pub fn count(&self, api: &str, status: u16) {
+        *self
+            .lock()
+            .counters
+            .entry(api.to_owned())
+            .or_default()
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.lock().counters.clone()
+    }
+
+    /// Requests answered for one API (any status).
+    pub fn total(&self, api: &str) -> u64 {
+        self.lock()
+            .counters
+            .get(api)
+            .map(|m| m.values().sum())
+            .unwrap_or(0)
+    }
+
+    pub fn reset_counters(&self) {
+        let mut inner = self.lock();
+        inner.counters.clear();
+        inner.arrivals.clear();
+    }
+
+    pub fn accept_oidc_token(&self, token: &str) {
+        self.lock().accepted_oidc_tokens.insert(token.to_owned());
+    }
+
+    /// Whether a presented OIDC token is accepted; every presented token is remembered.
+    pub fn check_oidc_token(&self, token: &str) -> bool {
+        let mut inner = self.lock();
+        inner.oidc_tokens_seen.push(token.to_owned());
+        inner.accepted_oidc_tokens.contains(token)
+    }
+
+    /// OIDC tokens presented to STS, in order.
+    pub fn oidc_tokens_seen(&self) -> Vec<String> {
+        self.lock().oidc_tokens_seen.clone()
+    }
+
+    /// Makes STS issue credentials with this lifetime whatever was asked.
+    pub fn set_sts_duration_override(&self, duration: Option<Duration>) {
+        self.lock().sts_duration_override = duration;
+    }
+
+    pub fn sts_duration_override(&self) -> Option<Duration> {
+        self.lock().sts_duration_override
+    }
+
+    pub fn add_sts_session(&self, access_key_id: String, session: StsSession) {
+        self.lock().sts_sessions.insert(access_key_id, session);
+    }
+}
+
+/// Writes the buckets to `path` via a temporary file and a rename, so a crash never leaves half a file.
+fn write_atomically(path: &Path, buckets: &BTreeMap<String, Bucket>) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(&Snapshot {
+        buckets: buckets.clone(),
+    })
+    .map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persisted_buckets_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let state = EmulatorState::new(Some(path.clone())).unwrap();
+        state.create_bucket("logs", "cn-hangzhou");
+        state.set_rule(
+            "logs",
+            Some(StoredRule {
+                algorithm: "KMS".into(),
+                kms_master_key_id: "k".into(),
+                kms_data_encryption: "SM4".into(),
+            }),
+        );
+        state.set_access_denied("logs", "bad", true);
+        drop(state);
+        assert!(
+            !dir.path().join("state.tmp").exists(),
+            "temporary file left behind"
+        );
+        let again = EmulatorState::new(Some(path)).unwrap();
+        let bucket = again.bucket("logs").unwrap();
+        assert_eq!(bucket.region, "cn-hangzhou");
+        assert_eq!(bucket.rule.unwrap().kms_master_key_id, "k");
+        assert!(bucket.denied_access_keys.contains_key("bad"));
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, "{not json").unwrap();
+        let err = EmulatorState::new(Some(path)).unwrap_err();
+        assert!(err.to_string().contains("state.json"), "{err}");
+    }
+
+    #[test]
+    fn qps_cap_counts_a_sliding_second() {
+        let state = EmulatorState::new(None).unwrap();
+        state.set_faults(Faults {
+            qps_limit: Some(3),
+            ..Faults::default()
+        });
+        let refused: Vec<bool> = (0..5).map(|_| state.arrive()).collect();
+        assert_eq!(refused, [false, false, false, true, true]);
+        assert_eq!(state.arrivals().len(), 5);
+    }
+
+    #[test]
+    fn request_ids_are_unique_and_oss_shaped() {
+        let state = EmulatorState::new(None).unwrap();
+        let a = state.next_request_id();
+        let b = state.next_request_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 24);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+        );
+    }
+}
