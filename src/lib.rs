@@ -4,6 +4,7 @@
 //! - [`oss`]: the OSS client (signing, XML, errors, endpoints, credentials); no Kubernetes here.
 //! - [`emulator`]: a faithful OSS stand-in for tests, benchmarks and the quickstart.
 
+pub mod demo;
 pub mod emulator;
 pub mod oss;
 
@@ -11,4 +12,26 @@ pub mod oss;
 pub fn install_tls_provider() {
     // An error means a provider is already installed, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends), for graceful shutdown.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
 }

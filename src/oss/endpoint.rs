@@ -33,7 +33,9 @@ pub enum EndpointError {
     InvalidEndpoint(String, &'static str),
     #[error("endpoint {host} is not allowed: it matches none of the allowed endpoints [{allowed}]")]
     NotAllowed { host: String, allowed: String },
-    #[error("endpoint {0} uses plain http: only https is allowed, except for loopback addresses")]
+    #[error(
+        "endpoint {0} uses plain http: http is allowed only for endpoints listed exactly, never by suffix"
+    )]
     PlainHttp(String),
 }
 
@@ -181,11 +183,6 @@ impl Endpoint {
         self.host.parse::<IpAddr>().is_ok() || self.host == "localhost"
     }
 
-    /// True for 127.0.0.0/8, ::1 and `localhost`.
-    pub fn is_loopback(&self) -> bool {
-        self.host == "localhost" || self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    }
-
     /// The URL of a bucket's `?encryption` sub-resource.
     pub fn encryption_url(&self, bucket: &str) -> String {
         if self.is_path_style() {
@@ -229,8 +226,8 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
 /// Which endpoints the operator may send credentials to.
 ///
 /// An entry starting with `.` matches hosts ending with it (`.aliyuncs.com`); any other entry
-/// matches exactly, either a host (any port) or `host:port`. Plain http is refused except for
-/// loopback hosts, whatever the list says.
+/// matches exactly, either a host (any port) or `host:port`. Plain http is accepted only through
+/// an exact entry, so the default list never sends credentials in the clear.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AllowList {
     entries: Vec<String>,
@@ -265,27 +262,26 @@ impl AllowList {
         &self.entries
     }
 
-    /// Accepts the endpoint or says why not.
+    /// Accepts the endpoint or says why not. Plain http passes only through an exact entry
+    /// (the emulator's address), never through a suffix.
     pub fn check(&self, endpoint: &Endpoint) -> Result<(), EndpointError> {
-        if endpoint.scheme() == Scheme::Http && !endpoint.is_loopback() {
-            return Err(EndpointError::PlainHttp(endpoint.to_string()));
-        }
         let host = endpoint.host();
         let authority = endpoint.authority();
-        let allowed = self.entries.iter().any(|entry| {
-            if entry.starts_with('.') {
-                host.ends_with(entry.as_str()) && host.len() > entry.len()
-            } else {
-                entry == host || *entry == authority
-            }
-        });
-        if allowed {
-            Ok(())
-        } else {
-            Err(EndpointError::NotAllowed {
+        let exact = self
+            .entries
+            .iter()
+            .any(|e| !e.starts_with('.') && (*e == host || *e == authority));
+        let by_suffix = self
+            .entries
+            .iter()
+            .any(|e| e.starts_with('.') && host.ends_with(e.as_str()) && host.len() > e.len());
+        match (exact, by_suffix, endpoint.scheme()) {
+            (true, _, _) | (false, true, Scheme::Https) => Ok(()),
+            (false, true, Scheme::Http) => Err(EndpointError::PlainHttp(endpoint.to_string())),
+            (false, false, _) => Err(EndpointError::NotAllowed {
                 host: authority,
                 allowed: self.entries.join(", "),
-            })
+            }),
         }
     }
 }

@@ -1,0 +1,4 @@
+//! Shared fixtures for the black-box tests. Each test crate uses a different subset of them.
+#![allow(dead_code)]
+
+pub mod oss;
