@@ -394,6 +394,7 @@ impl OssClient {
         let request_id = header("x-oss-request-id");
         let ec = header("x-oss-ec");
         let server_date = header("date");
+        let oss_err = header("x-oss-err");
         let body = response.bytes().await.map_err(|e| self.transport_error(&e))?;
         if (200..300).contains(&status) {
             return Ok(RawReply {
@@ -403,7 +404,7 @@ impl OssClient {
                 attempts: 0,
             });
         }
-        let error = ServiceError::from_response(status, &body, &request_id, &ec);
+        let error = ServiceError::from_response(status, &error_document(body, &oss_err), &request_id, &ec);
         if error.code == "RequestTimeTooSkewed" {
             self.learn_clock_offset(&server_date);
         }
@@ -437,6 +438,18 @@ pub fn content_md5(body: &[u8]) -> String {
     BASE64.encode(Md5::digest(body))
 }
 
+/// The error document of a failed answer: the body, or for a body-less answer (as to HEAD) the
+/// base64 document OSS puts in `x-oss-err`.
+fn error_document(body: bytes::Bytes, x_oss_err: &str) -> bytes::Bytes {
+    if body.is_empty() && !x_oss_err.is_empty() {
+        return BASE64
+            .decode(x_oss_err.trim())
+            .map(bytes::Bytes::from)
+            .unwrap_or(body);
+    }
+    body
+}
+
 /// An error and its sources on one line (reqwest hides the useful part in the chain).
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -458,6 +471,25 @@ mod tests {
         assert_eq!(content_md5(b""), "1B2M2Y8AsgTpgAmY7PhCfg==");
         let aes = xml::rule_to_xml(&EncryptionRule::new(SseAlgorithm::Aes256));
         assert_eq!(content_md5(aes.as_bytes()), "TaNnET0IZuQL5ShG/X50+Q==");
+    }
+
+    #[test]
+    fn an_empty_error_body_falls_back_to_x_oss_err() {
+        let xml = "<Error><Code>NoSuchBucket</Code><RequestId>R1</RequestId></Error>";
+        let encoded = BASE64.encode(xml);
+        let document = error_document(bytes::Bytes::new(), &encoded);
+        let error = ServiceError::from_response(404, &document, "", "");
+        assert_eq!(
+            (error.code.as_str(), error.request_id.as_str()),
+            ("NoSuchBucket", "R1")
+        );
+        let body = bytes::Bytes::from_static(b"<Error><Code>A</Code></Error>");
+        assert_eq!(
+            error_document(body.clone(), &encoded),
+            body,
+            "a body wins over the header"
+        );
+        assert!(error_document(bytes::Bytes::new(), "not base64!").is_empty());
     }
 
     #[test]
