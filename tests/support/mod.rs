@@ -1,4 +1,5 @@
 //! Shared fixtures for the black-box tests. Each test crate uses a different subset of them.
 #![allow(dead_code)]
 
+pub mod kube;
 pub mod oss;

@@ -1,0 +1,1102 @@
+//! The API server's storage: resource types, objects, the resourceVersion clock, the watch
+//! history, and every write rule (generation, status subresource, finalizers, optimistic
+//! concurrency, managed fields). Pure over its own state; the HTTP layer lives in `http.rs`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
+
+use super::patch::{self, FieldPath};
+
+/// A resource type the server serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceDef {
+    /// Empty for the core group.
+    pub group: String,
+    pub version: String,
+    pub plural: String,
+    pub singular: String,
+    pub kind: String,
+    pub namespaced: bool,
+    pub status_subresource: bool,
+    /// Whether `metadata.generation` is kept (custom resources, CRDs).
+    pub generation: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+}
+
+impl ResourceDef {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `plural.group` as Kubernetes names it in messages (`secrets` for the core group).
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    fn key(&self) -> ResourceKey {
+        (self.group.clone(), self.version.clone(), self.plural.clone())
+    }
+
+    fn builtin(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool) -> Self {
+        Self {
+            group: group.into(),
+            version: version.into(),
+            plural: plural.into(),
+            singular: kind.to_ascii_lowercase(),
+            kind: kind.into(),
+            namespaced,
+            status_subresource: false,
+            generation: false,
+            short_names: Vec::new(),
+            categories: Vec::new(),
+        }
+    }
+
+    /// The resource types of one CRD (one per served version).
+    pub fn from_crd(crd: &Value) -> Result<Vec<Self>, String> {
+        let spec = crd.get("spec").ok_or("a CRD needs a spec")?;
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+        let names = spec.get("names").ok_or("a CRD needs spec.names")?;
+        let strings = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        let versions = spec
+            .get("versions")
+            .and_then(Value::as_array)
+            .ok_or("a CRD needs spec.versions")?;
+        let group = text(spec.get("group"));
+        let plural = text(names.get("plural"));
+        let kind = text(names.get("kind"));
+        if group.is_empty() || plural.is_empty() || kind.is_empty() {
+            return Err("a CRD needs spec.group, spec.names.plural and spec.names.kind".into());
+        }
+        Ok(versions
+            .iter()
+            .filter(|v| v.get("served").and_then(Value::as_bool).unwrap_or(true))
+            .map(|v| Self {
+                group: group.clone(),
+                version: text(v.get("name")),
+                plural: plural.clone(),
+                singular: text(names.get("singular")),
+                kind: kind.clone(),
+                namespaced: text(spec.get("scope")) != "Cluster",
+                status_subresource: v.pointer("/subresources/status").is_some(),
+                generation: true,
+                short_names: strings(names.get("shortNames")),
+                categories: strings(names.get("categories")),
+            })
+            .collect())
+    }
+}
+
+/// (group, version, plural)
+pub type ResourceKey = (String, String, String);
+
+/// An API error as Kubernetes answers it: HTTP code, reason and a `Status` body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    pub code: u16,
+    pub body: Value,
+}
+
+impl ApiError {
+    fn status(code: u16, reason: &str, message: String, details: Value) -> Self {
+        let mut body = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code,
+        });
+        if !details.is_null() {
+            body["details"] = details;
+        }
+        if reason.is_empty() {
+            body.as_object_mut().expect("object").remove("reason");
+        }
+        Self { code, body }
+    }
+
+    fn details(def: &ResourceDef, name: &str) -> Value {
+        let mut details = json!({"name": name, "kind": def.plural});
+        if !def.group.is_empty() {
+            details["group"] = json!(def.group);
+        }
+        details
+    }
+
+    pub fn not_found(def: &ResourceDef, name: &str) -> Self {
+        Self::status(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", def.qualified()),
+            Self::details(def, name),
+        )
+    }
+
+    fn already_exists(def: &ResourceDef, name: &str) -> Self {
+        Self::status(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", def.qualified()),
+            Self::details(def, name),
+        )
+    }
+
+    fn conflict(def: &ResourceDef, name: &str) -> Self {
+        Self::status(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                def.qualified()
+            ),
+            Self::details(def, name),
+        )
+    }
+
+    pub fn invalid(def: &ResourceDef, name: &str, field: &str, reason: &str, message: String) -> Self {
+        let mut details = Self::details(def, name);
+        details["kind"] = json!(def.kind);
+        details["causes"] = json!([{"reason": reason, "message": message, "field": field}]);
+        let qualified_kind = if def.group.is_empty() {
+            def.kind.clone()
+        } else {
+            format!("{}.{}", def.kind, def.group)
+        };
+        Self::status(
+            422,
+            "Invalid",
+            format!("{qualified_kind} \"{name}\" is invalid: {field}: {message}"),
+            details,
+        )
+    }
+
+    pub fn bad_request(message: String) -> Self {
+        Self::status(400, "BadRequest", message, Value::Null)
+    }
+
+    pub fn internal(message: String) -> Self {
+        Self::status(500, "", message, Value::Null)
+    }
+
+    fn apply_conflict(manager: &str, subresource: &str, fields: &[String]) -> Self {
+        let with = if subresource.is_empty() {
+            format!("conflict with \"{manager}\"")
+        } else {
+            format!("conflict with \"{manager}\" with subresource \"{subresource}\"")
+        };
+        let causes: Vec<Value> = fields
+            .iter()
+            .map(|f| json!({"reason": "FieldManagerConflict", "message": with, "field": f}))
+            .collect();
+        let noun = if fields.len() == 1 {
+            "conflict"
+        } else {
+            "conflicts"
+        };
+        Self::status(
+            409,
+            "Conflict",
+            format!(
+                "Apply failed with {} {noun}: {with}: {}",
+                fields.len(),
+                fields.join(", ")
+            ),
+            json!({"causes": causes}),
+        )
+    }
+
+    fn field_manager_required() -> Self {
+        Self::status(
+            422,
+            "Invalid",
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+                .into(),
+            json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
+                {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]}),
+        )
+    }
+
+    /// `410 Expired`, as a watch's ERROR event carries it.
+    pub fn expired(requested: u64, oldest: u64) -> Self {
+        Self::status(
+            410,
+            "Expired",
+            format!("too old resource version: {requested} ({oldest})"),
+            Value::Null,
+        )
+    }
+}
+
+/// One watch event as stored in the history.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub rv: u64,
+    pub resource: ResourceKey,
+    pub namespace: String,
+    pub kind: &'static str,
+    pub object: Value,
+}
+
+/// How a patch is to be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchKind {
+    Merge,
+    Json,
+    Apply,
+}
+
+/// Who writes, for managed fields.
+#[derive(Clone, Debug, Default)]
+pub struct Writer {
+    pub manager: String,
+    pub force: bool,
+}
+
+/// History kept for watches; older resourceVersions get `410 Expired`.
+const HISTORY: usize = 100_000;
+
+/// The whole store.
+pub struct Store {
+    defs: BTreeMap<ResourceKey, ResourceDef>,
+    objects: BTreeMap<(ResourceKey, String, String), Value>,
+    rv: u64,
+    /// Oldest resourceVersion a watch may start from.
+    oldest: u64,
+    history: VecDeque<Arc<Event>>,
+    events: broadcast::Sender<Arc<Event>>,
+    uid_seq: u64,
+}
+
+/// Every object has metadata; these helpers read it.
+fn meta(object: &Value) -> &Value {
+    object.get("metadata").unwrap_or(&Value::Null)
+}
+
+fn meta_str<'a>(object: &'a Value, field: &str) -> &'a str {
+    meta(object).get(field).and_then(Value::as_str).unwrap_or("")
+}
+
+fn finalizers(object: &Value) -> Vec<String> {
+    meta(object)
+        .get("finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// DNS-1123 subdomain: what object names must be.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// The part of an object that moves `generation`: everything but metadata and status.
+fn spec_part(object: &Value) -> Value {
+    let mut copy = object.clone();
+    if let Some(map) = copy.as_object_mut() {
+        for key in ["metadata", "status", "apiVersion", "kind"] {
+            map.remove(key);
+        }
+    }
+    copy
+}
+
+impl Store {
+    pub fn new(first_rv: u64) -> Self {
+        let (events, _) = broadcast::channel(65_536);
+        let mut store = Self {
+            defs: BTreeMap::new(),
+            objects: BTreeMap::new(),
+            rv: first_rv,
+            oldest: first_rv,
+            history: VecDeque::new(),
+            events,
+            uid_seq: 0,
+        };
+        for def in [
+            ResourceDef::builtin("", "v1", "namespaces", "Namespace", false),
+            ResourceDef::builtin("", "v1", "secrets", "Secret", true),
+            ResourceDef::builtin("", "v1", "configmaps", "ConfigMap", true),
+            ResourceDef::builtin("", "v1", "events", "Event", true),
+            ResourceDef::builtin("events.k8s.io", "v1", "events", "Event", true),
+            ResourceDef::builtin("coordination.k8s.io", "v1", "leases", "Lease", true),
+            ResourceDef {
+                generation: true,
+                ..ResourceDef::builtin(
+                    "apiextensions.k8s.io",
+                    "v1",
+                    "customresourcedefinitions",
+                    "CustomResourceDefinition",
+                    false,
+                )
+            },
+        ] {
+            store.register(def);
+        }
+        store
+    }
+
+    pub fn register(&mut self, def: ResourceDef) {
+        self.defs.insert(def.key(), def);
+    }
+
+    pub fn def(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceDef> {
+        self.defs
+            .get(&(group.to_owned(), version.to_owned(), plural.to_owned()))
+    }
+
+    /// Every served type of a group/version (for discovery); empty when none.
+    pub fn defs_of(&self, group: &str, version: &str) -> Vec<ResourceDef> {
+        self.defs
+            .values()
+            .filter(|d| d.group == group && d.version == version)
+            .cloned()
+            .collect()
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    /// Forgets the watch history, so any older resourceVersion is `410 Expired` (like etcd compaction).
+    pub fn compact(&mut self) {
+        self.history.clear();
+        self.rv += 1;
+        self.oldest = self.rv;
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.objects.len()
+    }
+
+    fn record(&mut self, def: &ResourceDef, namespace: &str, kind: &'static str, object: Value) {
+        let event = Arc::new(Event {
+            rv: self.rv,
+            resource: def.key(),
+            namespace: namespace.to_owned(),
+            kind,
+            object,
+        });
+        if self.history.len() == HISTORY
+            && let Some(dropped) = self.history.pop_front()
+        {
+            self.oldest = dropped.rv;
+        }
+        self.history.push_back(event.clone());
+        let _ = self.events.send(event);
+    }
+
+    fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    fn new_uid(&mut self) -> String {
+        self.uid_seq += 1;
+        let r = fastrand::u64(..);
+        format!(
+            "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+            (r >> 32) as u32,
+            (r >> 16) as u16,
+            self.uid_seq & 0xfff,
+            (r >> 4) & 0xfff,
+            self.uid_seq
+        )
+    }
+
+    /// Events after `rv` (exclusive), or `410` when `rv` is older than the retained history.
+    pub fn events_since(&self, rv: u64) -> Result<Vec<Arc<Event>>, ApiError> {
+        if rv < self.oldest {
+            return Err(ApiError::expired(rv, self.oldest));
+        }
+        Ok(self.history.iter().filter(|e| e.rv > rv).cloned().collect())
+    }
+
+    pub fn get(&self, def: &ResourceDef, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        self.objects
+            .get(&(def.key(), namespace.to_owned(), name.to_owned()))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(def, name))
+    }
+
+    /// Objects of a type, in a namespace or (empty) all, in name order.
+    pub fn list(&self, def: &ResourceDef, namespace: &str) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|((key, ns, _), _)| *key == def.key() && (namespace.is_empty() || ns == namespace))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Creates an object; with `dry_run` answers what would be stored and stores nothing.
+    pub fn create(
+        &mut self,
+        def: &ResourceDef,
+        namespace: &str,
+        mut object: Value,
+        writer: &Writer,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        if !object.is_object() {
+            return Err(ApiError::bad_request("the body must be a JSON object".into()));
+        }
+        let mut name = meta_str(&object, "name").to_owned();
+        if name.is_empty() {
+            let prefix = meta_str(&object, "generateName");
+            if prefix.is_empty() {
+                return Err(ApiError::invalid(
+                    def,
+                    "",
+                    "metadata.name",
+                    "FieldValueRequired",
+                    "Required value: name or generateName is required".into(),
+                ));
+            }
+            const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+            let suffix: String = (0..5)
+                .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+                .collect();
+            name = format!("{prefix}{suffix}");
+        }
+        if !valid_name(&name) {
+            return Err(ApiError::invalid(
+                def,
+                &name,
+                "metadata.name",
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                ),
+            ));
+        }
+        let key = (def.key(), namespace.to_owned(), name.clone());
+        if self.objects.contains_key(&key) {
+            return Err(ApiError::already_exists(def, &name));
+        }
+        validate_kind_rules(def, &name, &mut object)?;
+        if def.status_subresource
+            && let Some(map) = object.as_object_mut()
+        {
+            map.remove("status");
+        }
+        let uid = self.new_uid();
+        let rv = if dry_run { 0 } else { self.next_rv() };
+        let metadata = object
+            .as_object_mut()
+            .expect("checked above")
+            .entry("metadata")
+            .or_insert_with(|| json!({}));
+        if !metadata.is_object() {
+            *metadata = json!({});
+        }
+        let m = metadata.as_object_mut().expect("made an object");
+        m.insert("name".into(), json!(name));
+        if def.namespaced {
+            m.insert("namespace".into(), json!(namespace));
+        } else {
+            m.remove("namespace");
+        }
+        m.insert("uid".into(), json!(uid));
+        if dry_run {
+            m.remove("resourceVersion");
+        } else {
+            m.insert("resourceVersion".into(), json!(rv.to_string()));
+        }
+        m.insert("creationTimestamp".into(), json!(now()));
+        for server_owned in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "managedFields",
+            "generateName",
+        ] {
+            if server_owned != "generateName" {
+                m.remove(server_owned);
+            }
+        }
+        if def.generation {
+            m.insert("generation".into(), json!(1));
+        }
+        if def.plural == "namespaces" {
+            let labels = m.entry("labels").or_insert_with(|| json!({}));
+            labels["kubernetes.io/metadata.name"] = json!(name);
+        }
+        object["apiVersion"] = json!(def.api_version());
+        object["kind"] = json!(def.kind);
+        let fields = patch::leaf_fields(&object);
+        set_managed(&mut object, writer, "Update", "", &fields, &def.api_version());
+        if dry_run {
+            return Ok(object);
+        }
+        if def.plural == "customresourcedefinitions" {
+            for served in ResourceDef::from_crd(&object).map_err(ApiError::bad_request)? {
+                self.register(served);
+            }
+        }
+        self.objects.insert(key, object.clone());
+        self.record(def, namespace, "ADDED", object.clone());
+        Ok(object)
+    }
+
+    /// Replaces an object (PUT). `subresource` is `""` or `"status"`.
+    pub fn update(
+        &mut self,
+        def: &ResourceDef,
+        namespace: &str,
+        name: &str,
+        subresource: &str,
+        body: Value,
+        writer: &Writer,
+    ) -> Result<Value, ApiError> {
+        let current = self.get(def, namespace, name)?;
+        let sent_rv = meta_str(&body, "resourceVersion");
+        if !sent_rv.is_empty() && sent_rv != meta_str(&current, "resourceVersion") {
+            return Err(ApiError::conflict(def, name));
+        }
+        self.write(def, namespace, name, subresource, current, body, writer, "Update")
+    }
+
+    /// Applies a patch of any kind.
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch(
+        &mut self,
+        def: &ResourceDef,
+        namespace: &str,
+        name: &str,
+        subresource: &str,
+        kind: PatchKind,
+        body: &Value,
+        writer: &Writer,
+    ) -> Result<Value, ApiError> {
+        if kind == PatchKind::Apply && writer.manager.is_empty() {
+            return Err(ApiError::field_manager_required());
+        }
+        let current = match self.get(def, namespace, name) {
+            Ok(current) => current,
+            // Server-side apply creates what does not exist.
+            Err(_) if kind == PatchKind::Apply && subresource.is_empty() => {
+                let mut object = body.clone();
+                object["metadata"]["name"] = json!(name);
+                let created = self.create(def, namespace, object, &Writer::default(), false)?;
+                return self
+                    .patch(def, namespace, name, subresource, kind, body, writer)
+                    .or(Ok(created));
+            }
+            Err(error) => return Err(error),
+        };
+        match kind {
+            PatchKind::Merge => {
+                let sent_rv = body
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if !sent_rv.is_empty() && sent_rv != meta_str(&current, "resourceVersion") {
+                    return Err(ApiError::conflict(def, name));
+                }
+                let mut next = current.clone();
+                patch::merge_patch(&mut next, body);
+                self.write(def, namespace, name, subresource, current, next, writer, "Update")
+            }
+            PatchKind::Json => {
+                let mut next = current.clone();
+                patch::json_patch(&mut next, body).map_err(|e| {
+                    ApiError::status(
+                        422,
+                        "Invalid",
+                        format!("the JSON patch could not be applied: {}", e.0),
+                        Value::Null,
+                    )
+                })?;
+                self.write(def, namespace, name, subresource, current, next, writer, "Update")
+            }
+            PatchKind::Apply => self.apply(def, namespace, name, subresource, current, body, writer),
+        }
+    }
+
+    /// Server-side apply (simplified; see mod.rs).
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        def: &ResourceDef,
+        namespace: &str,
+        name: &str,
+        subresource: &str,
+        current: Value,
+        applied: &Value,
+        writer: &Writer,
+    ) -> Result<Value, ApiError> {
+        let mut applied = applied.clone();
+        if let Some(m) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.retain(|k, _| ["labels", "annotations", "finalizers", "ownerReferences"].contains(&k.as_str()));
+        }
+        let scope = |path: &FieldPath| match subresource {
+            "status" => path.first().is_some_and(|p| p == "status"),
+            _ => !(def.status_subresource && path.first().is_some_and(|p| p == "status")),
+        };
+        let fields: Vec<FieldPath> = patch::leaf_fields(&applied)
+            .into_iter()
+            .filter(|p| scope(p))
+            .collect();
+
+        // Conflicts: another manager owns a field this apply sets to a different value.
+        let entries = managed_entries(&current);
+        let mut conflicts: Vec<(String, String, String)> = Vec::new();
+        for entry in &entries {
+            if entry.manager == writer.manager
+                && entry.operation == "Apply"
+                && entry.subresource == subresource
+            {
+                continue;
+            }
+            for path in &entry.fields {
+                if fields.contains(path) && patch::value_at(&current, path) != patch::value_at(&applied, path)
+                {
+                    conflicts.push((
+                        entry.manager.clone(),
+                        entry.subresource.clone(),
+                        format!(".{}", path.join(".")),
+                    ));
+                }
+            }
+        }
+        if !conflicts.is_empty() && !writer.force {
+            let (manager, sub, _) = conflicts[0].clone();
+            let fields: Vec<String> = conflicts.iter().map(|c| c.2.clone()).collect();
+            return Err(ApiError::apply_conflict(&manager, &sub, &fields));
+        }
+
+        // Fields this manager applied before and dropped now go away unless someone else owns them.
+        let previous: Vec<FieldPath> = entries
+            .iter()
+            .find(|e| e.manager == writer.manager && e.operation == "Apply" && e.subresource == subresource)
+            .map(|e| e.fields.clone())
+            .unwrap_or_default();
+        let mut next = current.clone();
+        for dropped in previous.iter().filter(|p| !fields.contains(p)) {
+            let owned_elsewhere = entries.iter().any(|e| {
+                !(e.manager == writer.manager && e.operation == "Apply" && e.subresource == subresource)
+                    && e.fields.contains(dropped)
+            });
+            if !owned_elsewhere {
+                patch::remove_at(&mut next, dropped);
+            }
+        }
+        let mut scoped = applied.clone();
+        if let Some(map) = scoped.as_object_mut() {
+            map.remove("apiVersion");
+            map.remove("kind");
+            match subresource {
+                "status" => map.retain(|k, _| k == "status"),
+                _ if def.status_subresource => {
+                    map.remove("status");
+                }
+                _ => {}
+            }
+        }
+        patch::apply_merge(&mut next, &scoped);
+
+        // Ownership: forced fields leave their old owners; this manager owns exactly what it applied.
+        let mut new_entries = entries.clone();
+        for entry in &mut new_entries {
+            if entry.manager == writer.manager
+                && entry.operation == "Apply"
+                && entry.subresource == subresource
+            {
+                if entry.fields != fields {
+                    entry.fields = fields.clone();
+                    entry.time = now();
+                }
+            } else {
+                entry.fields.retain(|p| {
+                    !(fields.contains(p) && patch::value_at(&current, p) != patch::value_at(&applied, p))
+                });
+            }
+        }
+        if !new_entries
+            .iter()
+            .any(|e| e.manager == writer.manager && e.operation == "Apply" && e.subresource == subresource)
+        {
+            new_entries.insert(
+                0,
+                ManagedEntry {
+                    manager: writer.manager.clone(),
+                    operation: "Apply".into(),
+                    subresource: subresource.into(),
+                    api_version: def.api_version(),
+                    fields: fields.clone(),
+                    time: now(),
+                },
+            );
+        }
+        new_entries.retain(|e| !e.fields.is_empty());
+        store_entries(&mut next, &new_entries);
+        self.commit(def, namespace, name, subresource, current, next)
+    }
+
+    /// An Update-style write (PUT, merge or JSON patch) through the main endpoint or `/status`.
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &mut self,
+        def: &ResourceDef,
+        namespace: &str,
+        name: &str,
+        subresource: &str,
+        current: Value,
+        mut next: Value,
+        writer: &Writer,
+        operation: &str,
+    ) -> Result<Value, ApiError> {
+        // Identity and server-owned metadata always come from the stored object.
+        for field in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "resourceVersion",
+            "generation",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+        ] {
+            match meta(&current).get(field) {
+                Some(value) => next["metadata"][field] = value.clone(),
+                None => {
+                    if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.remove(field);
+                    }
+                }
+            }
+        }
+        next["apiVersion"] = json!(def.api_version());
+        next["kind"] = json!(def.kind);
+        match subresource {
+            "status" => {
+                // Only .status changes through /status.
+                let status = next.get("status").cloned();
+                next = current.clone();
+                match status {
+                    Some(status) => next["status"] = status,
+                    None => {
+                        next.as_object_mut().expect("object").remove("status");
+                    }
+                }
+            }
+            _ if def.status_subresource => match current.get("status") {
+                Some(status) => next["status"] = status.clone(),
+                None => {
+                    if let Some(map) = next.as_object_mut() {
+                        map.remove("status");
+                    }
+                }
+            },
+            _ => {}
+        }
+        validate_kind_rules(def, name, &mut next)?;
+        if !meta_str(&current, "deletionTimestamp").is_empty() {
+            let before = finalizers(&current);
+            let added: Vec<String> = finalizers(&next)
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .collect();
+            if !added.is_empty() {
+                let message = format!(
+                    "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                    added
+                        .iter()
+                        .map(|f| format!("\"{f}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                return Err(ApiError::invalid(
+                    def,
+                    name,
+                    "metadata.finalizers",
+                    "FieldValueForbidden",
+                    message,
+                ));
+            }
+        }
+        // Managed fields: this writer takes the fields it changed.
+        let changed: Vec<FieldPath> = {
+            let old = patch::leaf_fields(&current);
+            let mut paths = patch::leaf_fields(&next);
+            paths.retain(|p| patch::value_at(&current, p) != patch::value_at(&next, p));
+            paths.extend(old.into_iter().filter(|p| patch::value_at(&next, p).is_none()));
+            paths
+        };
+        if !changed.is_empty() {
+            let mut entries = managed_entries(&current);
+            for entry in &mut entries {
+                entry.fields.retain(|p| !changed.contains(p));
+            }
+            let present: Vec<FieldPath> = changed
+                .into_iter()
+                .filter(|p| patch::value_at(&next, p).is_some())
+                .collect();
+            let manager = if writer.manager.is_empty() {
+                "unknown".to_owned()
+            } else {
+                writer.manager.clone()
+            };
+            match entries
+                .iter_mut()
+                .find(|e| e.manager == manager && e.operation == operation && e.subresource == subresource)
+            {
+                Some(entry) => {
+                    for p in present {
+                        if !entry.fields.contains(&p) {
+                            entry.fields.push(p);
+                        }
+                    }
+                    entry.time = now();
+                }
+                None => entries.push(ManagedEntry {
+                    manager,
+                    operation: operation.into(),
+                    subresource: subresource.into(),
+                    api_version: def.api_version(),
+                    fields: present,
+                    time: now(),
+                }),
+            }
+            entries.retain(|e| !e.fields.is_empty());
+            store_entries(&mut next, &entries);
+        }
+        self.commit(def, namespace, name, subresource, current, next)
+    }
+
+    /// Stores `next` unless it equals `current` (a no-op keeps the resourceVersion), moving
+    /// `generation` on spec changes and deleting objects whose last finalizer went away.
+    fn commit(
+        &mut self,
+        def: &ResourceDef,
+        namespace: &str,
+        name: &str,
+        subresource: &str,
+        current: Value,
+        mut next: Value,
+    ) -> Result<Value, ApiError> {
+        if next == current {
+            return Ok(current);
+        }
+        if def.generation && subresource.is_empty() && spec_part(&next) != spec_part(&current) {
+            let generation = meta(&current)
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            next["metadata"]["generation"] = json!(generation + 1);
+        }
+        let key = (def.key(), namespace.to_owned(), name.to_owned());
+        let rv = self.next_rv();
+        if !meta_str(&next, "deletionTimestamp").is_empty() && finalizers(&next).is_empty() {
+            // As recorded: the answer keeps the last stored resourceVersion, and the DELETED event
+            // carries the last stored object under a new one.
+            self.objects.remove(&key);
+            let mut gone = current;
+            gone["metadata"]["resourceVersion"] = json!(rv.to_string());
+            self.record(def, namespace, "DELETED", gone);
+            return Ok(next);
+        }
+        next["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.objects.insert(key, next.clone());
+        self.record(def, namespace, "MODIFIED", next.clone());
+        Ok(next)
+    }
+
+    /// DELETE: gone at once without finalizers (a `Success` Status), else marked for deletion.
+    pub fn delete(&mut self, def: &ResourceDef, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let current = self.get(def, namespace, name)?;
+        let key = (def.key(), namespace.to_owned(), name.to_owned());
+        if finalizers(&current).is_empty() {
+            self.objects.remove(&key);
+            self.next_rv();
+            let mut gone = current.clone();
+            gone["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+            self.record(def, namespace, "DELETED", gone);
+            let mut details = json!({"name": name, "kind": def.plural, "uid": meta_str(&current, "uid")});
+            if !def.group.is_empty() {
+                details["group"] = json!(def.group);
+            }
+            return Ok(
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}),
+            );
+        }
+        if !meta_str(&current, "deletionTimestamp").is_empty() {
+            return Ok(current);
+        }
+        let mut next = current.clone();
+        next["metadata"]["deletionTimestamp"] = json!(now());
+        next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        if def.generation {
+            let generation = meta(&current)
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            next["metadata"]["generation"] = json!(generation + 1);
+        }
+        let rv = self.next_rv();
+        next["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.objects.insert(key, next.clone());
+        self.record(def, namespace, "MODIFIED", next.clone());
+        Ok(next)
+    }
+}
+
+/// Per-kind rules the real server enforces for the built-in kinds the operator writes.
+fn validate_kind_rules(def: &ResourceDef, name: &str, object: &mut Value) -> Result<(), ApiError> {
+    match (def.group.as_str(), def.plural.as_str()) {
+        ("", "secrets") => {
+            // stringData is write-only: merged into data, base64-encoded.
+            if let Some(Value::Object(string_data)) =
+                object.as_object_mut().and_then(|o| o.remove("stringData"))
+            {
+                let data = object
+                    .as_object_mut()
+                    .expect("object")
+                    .entry("data")
+                    .or_insert_with(|| json!({}));
+                for (key, value) in string_data {
+                    let text = value.as_str().unwrap_or_default();
+                    data[key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+                }
+            }
+            if object.get("type").is_none() {
+                object["type"] = json!("Opaque");
+            }
+            Ok(())
+        }
+        ("events.k8s.io", "events") => {
+            for required in ["reportingController", "reportingInstance", "action", "eventTime"] {
+                if object
+                    .get(required)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+                {
+                    return Err(ApiError::invalid(
+                        def,
+                        name,
+                        required,
+                        "FieldValueRequired",
+                        "Required value".into(),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// One `managedFields` entry, decoded.
+#[derive(Clone, Debug)]
+struct ManagedEntry {
+    manager: String,
+    operation: String,
+    subresource: String,
+    api_version: String,
+    fields: Vec<FieldPath>,
+    time: String,
+}
+
+fn managed_entries(object: &Value) -> Vec<ManagedEntry> {
+    meta(object)
+        .get("managedFields")
+        .and_then(Value::as_array)
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| {
+                    let text = |f: &str| e.get(f).and_then(Value::as_str).unwrap_or("").to_owned();
+                    ManagedEntry {
+                        manager: text("manager"),
+                        operation: text("operation"),
+                        subresource: text("subresource"),
+                        api_version: text("apiVersion"),
+                        fields: patch::paths_of(e.get("fieldsV1").unwrap_or(&Value::Null)),
+                        time: text("time"),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn store_entries(object: &mut Value, entries: &[ManagedEntry]) {
+    let encoded: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let mut entry = Map::new();
+            entry.insert("apiVersion".into(), json!(e.api_version));
+            entry.insert("fieldsType".into(), json!("FieldsV1"));
+            entry.insert("fieldsV1".into(), patch::fields_v1(&e.fields));
+            entry.insert("manager".into(), json!(e.manager));
+            entry.insert("operation".into(), json!(e.operation));
+            if !e.subresource.is_empty() {
+                entry.insert("subresource".into(), json!(e.subresource));
+            }
+            entry.insert("time".into(), json!(e.time));
+            Value::Object(entry)
+        })
+        .collect();
+    if encoded.is_empty() {
+        if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+        }
+    } else {
+        object["metadata"]["managedFields"] = Value::Array(encoded);
+    }
+}
+
+fn set_managed(
+    object: &mut Value,
+    writer: &Writer,
+    operation: &str,
+    subresource: &str,
+    fields: &[FieldPath],
+    api_version: &str,
+) {
+    let manager = if writer.manager.is_empty() {
+        "unknown".to_owned()
+    } else {
+        writer.manager.clone()
+    };
+    store_entries(
+        object,
+        &[ManagedEntry {
+            manager,
+            operation: operation.into(),
+            subresource: subresource.into(),
+            api_version: api_version.into(),
+            fields: fields.to_vec(),
+            time: now(),
+        }],
+    );
+}
