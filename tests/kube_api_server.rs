@@ -743,3 +743,116 @@ fn field_sets_round_trip_through_fields_v1() {
     remove_at(&mut doc, &["status".into(), "a".into(), "b".into()]);
     assert_eq!(doc, json!({"spec": {}}), "removing a leaf prunes emptied maps");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scale and wiring
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn holds_ten_thousand_objects_paged_and_watched() {
+    use kube::api::ListParams;
+    let (server, api) = started().await;
+    {
+        let mut store = server.store();
+        let def = store
+            .def("oss.encryption.dev", "v1alpha1", "bucketencryptions")
+            .unwrap()
+            .clone();
+        for i in 0..10_000 {
+            let object = serde_json::to_value(object(&format!("bucket-{i:05}"), &[])).unwrap();
+            store
+                .create(
+                    &def,
+                    "team-a",
+                    object,
+                    &support::kube::store::Writer::default(),
+                    false,
+                )
+                .unwrap();
+        }
+    }
+    let mut seen = 0;
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await.unwrap();
+        seen += page.items.len();
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 10_000);
+    assert_eq!(server.count("list", "bucketencryptions"), 20);
+
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/apis/oss.encryption.dev/v1alpha1/bucketencryptions?watch=true&timeoutSeconds=1",
+            server.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let events = read_watch(response).await;
+    assert_eq!(events.len(), 10_000);
+    assert!(events.iter().all(|(kind, _)| kind == "ADDED"));
+}
+
+#[tokio::test]
+async fn a_kubeconfig_file_points_a_client_at_the_server() {
+    oss_encryption_operator::install_tls_provider();
+    let server = KubeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, server.kubeconfig_yaml()).unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let version = client.apiserver_version().await.unwrap();
+    assert_eq!((version.major.as_str(), version.minor.as_str()), ("1", "36"));
+    server.stop().await;
+    assert!(
+        client.apiserver_version().await.is_err(),
+        "a stopped server answers nothing"
+    );
+}
+
+#[tokio::test]
+async fn periodic_watch_drops_do_not_lose_events() {
+    use kube::api::PostParams;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let (mut server, api) = started().await;
+    server.set_faults(support::kube::KubeFaults {
+        drop_watches_every: Some(Duration::from_millis(150)),
+        ..Default::default()
+    });
+    let writer = reflector::store::Writer::new(resource());
+    let reader = writer.as_reader();
+    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default()))
+        .default_backoff()
+        .applied_objects();
+    let task = tokio::spawn(async move {
+        futures_util::pin_mut!(stream);
+        while stream.next().await.is_some() {}
+    });
+    for i in 0..20 {
+        api.create(&PostParams::default(), &object(&format!("churn-{i}"), &[]))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..400 {
+        if reader.state().len() == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    task.abort();
+    assert_eq!(reader.state().len(), 20, "every object arrived despite the drops");
+    assert!(
+        server.count("watch", "bucketencryptions") >= 2,
+        "streams were re-opened: {:?}",
+        server.counters()
+    );
+}

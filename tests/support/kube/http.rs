@@ -500,11 +500,6 @@ fn list(shared: &Shared, def: &ResourceDef, namespace: &str, params: &BTreeMap<S
         Ok(filter) => filter,
         Err(error) => return error_response(&error),
     };
-    let (items, rv) = {
-        let store = shared.lock();
-        (store.list(def, namespace), store.resource_version())
-    };
-    let mut items: Vec<Value> = items.into_iter().filter(|o| filter.matches(o)).collect();
     // Continue tokens carry the list resourceVersion and the position.
     let (list_rv, start) = match params.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => {
@@ -513,27 +508,36 @@ fn list(shared: &Shared, def: &ResourceDef, namespace: &str, params: &BTreeMap<S
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
             match decoded {
-                Some(t) => (
-                    t["rv"].as_u64().unwrap_or(rv),
-                    t["start"].as_u64().unwrap_or(0) as usize,
-                ),
+                Some(t) => (t["rv"].as_u64(), t["start"].as_u64().unwrap_or(0) as usize),
                 None => return error_response(&ApiError::bad_request("invalid continue token".into())),
             }
         }
-        None => (rv, 0),
+        None => (None, 0),
     };
-    items = items.into_iter().skip(start).collect();
     let limit = params
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0);
-    let mut metadata = json!({"resourceVersion": list_rv.to_string(), "continue": ""});
-    if let Some(limit) = limit
-        && items.len() > limit
-    {
-        let remaining = items.len() - limit;
-        items.truncate(limit);
-        let token = json!({"rv": list_rv, "start": start + limit}).to_string();
+    let (items, remaining, rv) = {
+        let store = shared.lock();
+        let mut matching = store
+            .iter(def, namespace)
+            .filter(|o| filter.matches(o))
+            .skip(start);
+        let items: Vec<Value> = matching
+            .by_ref()
+            .take(limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect();
+        (
+            items,
+            matching.count(),
+            list_rv.unwrap_or(store.resource_version()),
+        )
+    };
+    let mut metadata = json!({"resourceVersion": rv.to_string(), "continue": ""});
+    if remaining > 0 {
+        let token = json!({"rv": rv, "start": start + items.len()}).to_string();
         metadata["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
         metadata["remainingItemCount"] = json!(remaining);
     }

@@ -446,13 +446,19 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(def, name))
     }
 
-    /// Objects of a type, in a namespace or (empty) all, in name order.
-    pub fn list(&self, def: &ResourceDef, namespace: &str) -> Vec<Value> {
+    /// Objects of a type, in a namespace or (empty) all, in namespace/name order.
+    pub fn iter<'a>(&'a self, def: &ResourceDef, namespace: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        let key = def.key();
+        let start = (key.clone(), namespace.to_owned(), String::new());
         self.objects
-            .iter()
-            .filter(|((key, ns, _), _)| *key == def.key() && (namespace.is_empty() || ns == namespace))
-            .map(|(_, v)| v.clone())
-            .collect()
+            .range(start..)
+            .take_while(move |((k, ns, _), _)| *k == key && (namespace.is_empty() || ns == namespace))
+            .map(|(_, v)| v)
+    }
+
+    /// Clones of [`Store::iter`].
+    pub fn list(&self, def: &ResourceDef, namespace: &str) -> Vec<Value> {
+        self.iter(def, namespace).cloned().collect()
     }
 
     /// Creates an object; with `dry_run` answers what would be stored and stores nothing.
