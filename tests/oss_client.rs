@@ -38,6 +38,18 @@ fn stored(rule: &EncryptionRule) -> StoredRule {
     }
 }
 
+/// Puts a rule and asserts that GET returns it.
+async fn put_and_read_back(
+    client: &OssClient,
+    target: &BucketTarget,
+    credentials: &CredentialsProvider,
+    rule: &EncryptionRule,
+) {
+    client.put_encryption(target, credentials, rule).await.unwrap();
+    let read = client.get_encryption(target, credentials).await.unwrap();
+    assert_eq!(read.value.as_ref(), Some(rule));
+}
+
 #[tokio::test]
 async fn every_rule_is_written_read_and_deleted_with_v1_and_v4() {
     let oss = TestOss::start(&["rules-bucket"]).await;
@@ -344,18 +356,7 @@ async fn injected_503s_500s_and_resets_are_recovered_from() {
     let target = oss.target("flaky");
     let rule = EncryptionRule::new(SseAlgorithm::Sm4);
     for _ in 0..20 {
-        client
-            .put_encryption(&target, &oss.credentials, &rule)
-            .await
-            .unwrap();
-        assert_eq!(
-            client
-                .get_encryption(&target, &oss.credentials)
-                .await
-                .unwrap()
-                .value,
-            Some(rule.clone())
-        );
+        put_and_read_back(&client, &target, &oss.credentials, &rule).await;
     }
     let counters = oss.emulator.state().counters();
     let gets = &counters["GetBucketEncryption"];
@@ -446,18 +447,7 @@ async fn virtual_hosted_addressing_reaches_the_bucket_by_host_name() {
         .unwrap()
         .with_endpoint(endpoint);
     let rule = EncryptionRule::kms(Some("k-1"), None);
-    client
-        .put_encryption(&target, &oss.credentials, &rule)
-        .await
-        .unwrap();
-    assert_eq!(
-        client
-            .get_encryption(&target, &oss.credentials)
-            .await
-            .unwrap()
-            .value,
-        Some(rule)
-    );
+    put_and_read_back(&client, &target, &oss.credentials, &rule).await;
 }
 
 #[tokio::test]
