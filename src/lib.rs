@@ -4,6 +4,7 @@
 //! - [`oss`]: the OSS client (signing, XML, errors, endpoints, credentials); no Kubernetes here.
 //! - [`emulator`]: a faithful OSS stand-in for tests, benchmarks and the quickstart.
 
+pub mod api;
 pub mod demo;
 pub mod emulator;
 pub mod oss;

@@ -15,6 +15,8 @@ enum Command {
     /// Start the embedded OSS emulator and drive the OSS client through every encryption rule
     /// (put, read back, delete) with V4 and V1 signatures; exits non-zero if anything differs.
     Demo,
+    /// Print the BucketEncryption CustomResourceDefinition as YAML (what crds/bucketencryption.yaml holds).
+    Crd,
     /// Print the version.
     Version,
 }
@@ -38,6 +40,10 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Command::Crd => {
+            print!("{}", oss_encryption_operator::api::crd_yaml());
+            std::process::ExitCode::SUCCESS
+        }
         Command::Version => {
             println!("oss-encryption-operator {}", env!("CARGO_PKG_VERSION"));
             std::process::ExitCode::SUCCESS

@@ -1,0 +1,388 @@
+//! The `BucketEncryption` API (`oss.encryption.dev/v1alpha1`): spec, status, conditions, the
+//! controller-side validation, and CRD generation. No I/O here.
+
+use std::time::Duration;
+
+use kube::CustomResource;
+use kube::CustomResourceExt;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::oss::endpoint::{self, Endpoint, EndpointKind};
+use crate::oss::{DataEncryption, EncryptionRule, SignatureVersion, SseAlgorithm};
+
+/// The API group.
+pub const GROUP: &str = "oss.encryption.dev";
+/// The finalizer present while `deletionPolicy: Delete`.
+pub const FINALIZER: &str = "oss.encryption.dev/cleanup";
+/// The shortest resync interval accepted.
+pub const MIN_RESYNC: Duration = Duration::from_secs(30);
+
+/// Desired default encryption of one Alibaba Cloud OSS bucket.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "oss.encryption.dev",
+    version = "v1alpha1",
+    kind = "BucketEncryption",
+    plural = "bucketencryptions",
+    singular = "bucketencryption",
+    namespaced,
+    status = "BucketEncryptionStatus",
+    shortname = "bkenc",
+    category = "oss",
+    doc = "Keeps one Alibaba Cloud OSS bucket's default server-side encryption rule equal to this spec.",
+    printcolumn = r#"{"name":"Bucket","type":"string","jsonPath":".spec.bucket"}"#,
+    printcolumn = r#"{"name":"Region","type":"string","jsonPath":".spec.region"}"#,
+    printcolumn = r#"{"name":"Algorithm","type":"string","jsonPath":".spec.algorithm"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"KMS-Key","type":"string","priority":1,"jsonPath":".spec.kmsMasterKeyId"}"#,
+    printcolumn = r#"{"name":"Observed","type":"string","priority":1,"jsonPath":".status.observed.algorithm"}"#,
+    printcolumn = r#"{"name":"Last-Sync","type":"date","priority":1,"jsonPath":".status.lastSyncTime"}"#
+)]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.algorithm == 'KMS' || !has(self.kmsMasterKeyId) || self.kmsMasterKeyId == ''"
+).message("kmsMasterKeyId is only allowed with algorithm KMS"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.algorithm == 'KMS' || !has(self.kmsDataEncryption)"
+).message("kmsDataEncryption is only allowed with algorithm KMS"))]
+#[serde(rename_all = "camelCase")]
+pub struct BucketEncryptionSpec {
+    /// Name of the OSS bucket (3-63 characters of lowercase letters, digits and '-', starting and
+    /// ending with a letter or digit). Immutable.
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+    )]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("bucket is immutable"))]
+    pub bucket: String,
+
+    /// Region id of the bucket, such as cn-hangzhou. Used for the default endpoint and the V4
+    /// signing scope. Immutable.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9-]+$"))]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("region is immutable"))]
+    pub region: String,
+
+    /// Endpoint override: a host or an https URL (internal, dual-stack, accelerate, or an
+    /// emulator). Empty means https://oss-<region>.aliyuncs.com. Must pass the operator's
+    /// endpoint allow-list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub endpoint: Option<String>,
+
+    /// The wanted default rule: None (the bucket must have no default rule), AES256 (SSE-OSS),
+    /// KMS (SSE-KMS) or SM4.
+    pub algorithm: Algorithm,
+
+    /// CMK id, only with KMS. Empty means the OSS-managed CMK (shown as alias/acs/oss).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub kms_master_key_id: Option<String>,
+
+    /// Data encryption algorithm for KMS, only with KMS; the only value is SM4. Absent means AES256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_data_encryption: Option<KmsDataEncryption>,
+
+    /// Where the OSS access key comes from. Absent means the operator's own credentials (when the
+    /// operator allows that).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialsSource>,
+
+    /// What deleting this resource does to the bucket: Retain leaves its rule as it is; Delete
+    /// calls DeleteBucketEncryption first (guarded by a finalizer).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Manage corrects drift; Observe never writes to OSS and only reports differences.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
+
+    /// How often an in-sync bucket is re-read to detect drift, as a duration such as 90s, 5m or
+    /// 1h30m (at least 30s). Absent means the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub resync_interval: Option<String>,
+
+    /// Request signature version: V4 (OSS4-HMAC-SHA256, default) or V1.
+    #[serde(default)]
+    pub signature_version: SignatureVersionSpec,
+}
+
+/// The default encryption algorithm.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// No default rule.
+    None,
+    /// SSE-OSS with AES-256.
+    #[serde(rename = "AES256")]
+    Aes256,
+    /// SSE-KMS.
+    #[serde(rename = "KMS")]
+    Kms,
+    /// SSE-OSS with SM4.
+    #[serde(rename = "SM4")]
+    Sm4,
+}
+
+/// KMS data encryption.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KmsDataEncryption {
+    #[serde(rename = "SM4")]
+    Sm4,
+}
+
+/// Where credentials come from.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSource {
+    /// A Secret in the same namespace with keys accessKeyId, accessKeySecret and optionally
+    /// securityToken.
+    pub secret_ref: SecretReference,
+}
+
+/// A Secret in the resource's own namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct SecretReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// What deletion does.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// Leave the bucket's rule as it is.
+    #[default]
+    Retain,
+    /// Remove the bucket's rule before the resource goes away.
+    Delete,
+}
+
+/// Whether the operator writes to OSS.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ManagementPolicy {
+    /// Correct drift.
+    #[default]
+    Manage,
+    /// Only observe and report.
+    Observe,
+}
+
+/// Signature version.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SignatureVersionSpec {
+    #[default]
+    V4,
+    V1,
+}
+
+/// What the operator last saw and did.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketEncryptionStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready (OSS matches the spec) and Synced (the last reconcile completed without error).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The rule OSS last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<ObservedRule>,
+    /// When OSS was last read successfully (updated with every status write, see README).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+    /// x-oss-request-id of the last OSS call (what Alibaba Cloud support asks for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request_id: Option<String>,
+    /// How often the operator found the rule changed behind its back and put it right.
+    #[serde(default)]
+    pub drift_corrections: i64,
+}
+
+/// A rule as OSS reported it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedRule {
+    /// None, AES256, KMS or SM4.
+    pub algorithm: String,
+    /// CMK id (empty = OSS-managed).
+    #[serde(default)]
+    pub kms_master_key_id: String,
+    /// SM4 or empty.
+    #[serde(default)]
+    pub kms_data_encryption: String,
+}
+
+impl ObservedRule {
+    /// The status form of an observed rule (`None` = no rule).
+    pub fn from_rule(rule: Option<&EncryptionRule>) -> Self {
+        match rule {
+            None => Self {
+                algorithm: "None".into(),
+                ..Self::default()
+            },
+            Some(rule) => Self {
+                algorithm: rule.algorithm.as_str().into(),
+                kms_master_key_id: rule.kms_master_key_id.clone().unwrap_or_default(),
+                kms_data_encryption: rule
+                    .kms_data_encryption
+                    .map(|d| d.as_str().into())
+                    .unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// metav1.Condition.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Ready or Synced.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// CamelCase reason, such as InSync or AccessDenied.
+    pub reason: String,
+    /// Human-readable detail, with the OSS error code and request id when there is one.
+    #[serde(default)]
+    pub message: String,
+    /// When status last changed.
+    pub last_transition_time: String,
+    /// The generation this condition was set for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The spec, checked and turned into what the controller acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredState {
+    pub bucket: String,
+    pub region: String,
+    pub endpoint: Endpoint,
+    /// `None` = the bucket must have no rule.
+    pub rule: Option<EncryptionRule>,
+    pub signature_version: SignatureVersion,
+    /// Explicit resync interval, if set.
+    pub resync_interval: Option<Duration>,
+}
+
+/// Why a spec is invalid (each message names the field).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid spec: {}", .0.join("; "))]
+pub struct InvalidSpec(pub Vec<String>);
+
+impl BucketEncryptionSpec {
+    /// The controller's own validation (defence in depth behind admission): every problem, named.
+    pub fn validate(&self) -> Result<DesiredState, InvalidSpec> {
+        let mut problems = Vec::new();
+        if let Err(e) = endpoint::validate_bucket_name(&self.bucket) {
+            problems.push(format!("spec.bucket: {e}"));
+        }
+        if let Err(e) = endpoint::validate_region(&self.region) {
+            problems.push(format!("spec.region: {e}"));
+        }
+        let endpoint = match self.endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+            Some(value) => Endpoint::parse(value)
+                .map_err(|e| problems.push(format!("spec.endpoint: {e}")))
+                .ok(),
+            None => Endpoint::for_region(&self.region, EndpointKind::Public).ok(),
+        };
+        let key = self
+            .kms_master_key_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty());
+        if key.is_some() && self.algorithm != Algorithm::Kms {
+            problems.push("spec.kmsMasterKeyId: only allowed with algorithm KMS".into());
+        }
+        if self.kms_data_encryption.is_some() && self.algorithm != Algorithm::Kms {
+            problems.push("spec.kmsDataEncryption: only allowed with algorithm KMS".into());
+        }
+        let resync_interval = match self
+            .resync_interval
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            None => None,
+            Some(text) => match parse_duration(text) {
+                Some(d) if d >= MIN_RESYNC => Some(d),
+                Some(_) => {
+                    problems.push(format!(
+                        "spec.resyncInterval: {text} is shorter than the minimum of 30s"
+                    ));
+                    None
+                }
+                None => {
+                    problems.push(format!(
+                        "spec.resyncInterval: {text:?} is not a duration such as 90s, 5m or 1h30m"
+                    ));
+                    None
+                }
+            },
+        };
+        if let Some(secret) = &self.credentials
+            && secret.secret_ref.name.trim().is_empty()
+        {
+            problems.push("spec.credentials.secretRef.name: must not be empty".into());
+        }
+        let rule = match self.algorithm {
+            Algorithm::None => None,
+            Algorithm::Aes256 => Some(EncryptionRule::new(SseAlgorithm::Aes256)),
+            Algorithm::Sm4 => Some(EncryptionRule::new(SseAlgorithm::Sm4)),
+            Algorithm::Kms => Some(EncryptionRule::kms(
+                key,
+                self.kms_data_encryption.map(|_| DataEncryption::Sm4),
+            )),
+        };
+        match (problems.is_empty(), endpoint) {
+            (true, Some(endpoint)) => Ok(DesiredState {
+                bucket: self.bucket.clone(),
+                region: self.region.clone(),
+                endpoint,
+                rule,
+                signature_version: match self.signature_version {
+                    SignatureVersionSpec::V4 => SignatureVersion::V4,
+                    SignatureVersionSpec::V1 => SignatureVersion::V1,
+                },
+                resync_interval,
+            }),
+            _ => Err(InvalidSpec(problems)),
+        }
+    }
+}
+
+/// Parses Go-style durations (`90s`, `5m`, `1h30m`, `1.5h`, `500ms`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, seconds) = [("ms", 0.001), ("h", 3600.0), ("m", 60.0), ("s", 1.0)]
+            .into_iter()
+            .find(|(unit, _)| rest.starts_with(unit))?;
+        total += value * seconds;
+        rest = &rest[unit.len()..];
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+/// The CRD as YAML, exactly what `crds/bucketencryption.yaml` holds.
+pub fn crd_yaml() -> String {
+    let crd = BucketEncryption::crd();
+    let yaml = serde_saphyr::to_string(&crd).expect("the CRD serialises");
+    format!("# Generated by `oss-encryption-operator crd`; do not edit.\n{yaml}")
+}
+
+#[cfg(test)]
+mod tests;
