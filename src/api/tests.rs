@@ -52,34 +52,28 @@ fn valid_specs_become_desired_states() {
     assert_eq!(desired.signature_version, SignatureVersion::V1);
 }
 
+/// A change that makes a valid spec invalid.
+type Breakage = fn(&mut BucketEncryptionSpec);
+
 #[test]
 fn invalid_specs_name_every_problem() {
-    let cases: Vec<(Box<dyn Fn(&mut BucketEncryptionSpec)>, &str)> = vec![
-        (Box::new(|s| s.bucket = "Bad_Bucket".into()), "spec.bucket"),
-        (Box::new(|s| s.region = "CN".into()), "spec.region"),
-        (Box::new(|s| s.endpoint = Some("ftp://x".into())), "spec.endpoint"),
+    let cases: Vec<(Breakage, &str)> = vec![
+        (|s| s.bucket = "Bad_Bucket".into(), "spec.bucket"),
+        (|s| s.region = "CN".into(), "spec.region"),
+        (|s| s.endpoint = Some("ftp://x".into()), "spec.endpoint"),
+        (|s| s.kms_master_key_id = Some("k".into()), "spec.kmsMasterKeyId"),
         (
-            Box::new(|s| s.kms_master_key_id = Some("k".into())),
-            "spec.kmsMasterKeyId",
-        ),
-        (
-            Box::new(|s| s.kms_data_encryption = Some(KmsDataEncryption::Sm4)),
+            |s| s.kms_data_encryption = Some(KmsDataEncryption::Sm4),
             "spec.kmsDataEncryption",
         ),
+        (|s| s.resync_interval = Some("10s".into()), "minimum of 30s"),
+        (|s| s.resync_interval = Some("soon".into()), "spec.resyncInterval"),
         (
-            Box::new(|s| s.resync_interval = Some("10s".into())),
-            "minimum of 30s",
-        ),
-        (
-            Box::new(|s| s.resync_interval = Some("soon".into())),
-            "spec.resyncInterval",
-        ),
-        (
-            Box::new(|s| {
+            |s| {
                 s.credentials = Some(CredentialsSource {
                     secret_ref: SecretReference { name: " ".into() },
                 })
-            }),
+            },
             "spec.credentials.secretRef.name",
         ),
     ];
