@@ -8,6 +8,7 @@ pub mod api;
 pub mod demo;
 pub mod emulator;
 pub mod oss;
+pub mod reconcile;
 
 /// Makes ring the process's rustls crypto provider (reqwest is built without one). Idempotent.
 pub fn install_tls_provider() {

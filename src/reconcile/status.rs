@@ -1,0 +1,261 @@
+//! Status reporting: conditions and the status document computed from what a reconcile found,
+//! and whether it differs from what is stored (the status is written only when it does).
+//!
+//! `lastSyncTime` and `lastRequestId` describe the last reconcile that *changed* the status
+//! (first sync, a spec change, a write to OSS, drift, an error or a recovery). An in-sync resync
+//! changes nothing and so writes nothing: refreshing them every resync would cost one
+//! Kubernetes write per object per interval, which the operator's budget (one GET, zero writes)
+//! rules out. The Ready condition is still verified on every resync.
+
+use std::fmt;
+
+use crate::api::{BucketEncryptionStatus, Condition, ObservedRule};
+use crate::oss::EncryptionRule;
+
+/// Condition reasons (the contract in DESIGN.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    InSync,
+    Applied,
+    Drifted,
+    InvalidSpec,
+    CredentialsNotFound,
+    AccessDenied,
+    BucketNotFound,
+    EndpointNotAllowed,
+    Conflict,
+    Throttled,
+    OssError,
+    Deleting,
+    ReconcileSuccess,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InSync => "InSync",
+            Self::Applied => "Applied",
+            Self::Drifted => "Drifted",
+            Self::InvalidSpec => "InvalidSpec",
+            Self::CredentialsNotFound => "CredentialsNotFound",
+            Self::AccessDenied => "AccessDenied",
+            Self::BucketNotFound => "BucketNotFound",
+            Self::EndpointNotAllowed => "EndpointNotAllowed",
+            Self::Conflict => "Conflict",
+            Self::Throttled => "Throttled",
+            Self::OssError => "OssError",
+            Self::Deleting => "Deleting",
+            Self::ReconcileSuccess => "ReconcileSuccess",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One condition's wanted state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConditionState {
+    pub status: bool,
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl ConditionState {
+    pub fn new(status: bool, reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// What one reconcile found, as the status reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub ready: ConditionState,
+    pub synced: ConditionState,
+    /// The rule OSS reported, when OSS was read (`Some(None)` = no rule).
+    pub observed: Option<Option<EncryptionRule>>,
+    /// The request id of the last OSS call, if one was made.
+    pub request_id: Option<String>,
+    /// The reconcile corrected drift behind the operator's back.
+    pub drift_corrected: bool,
+}
+
+impl Report {
+    /// A reconcile that ended in an error before or while talking to OSS.
+    pub fn failed(reason: Reason, message: impl Into<String>, request_id: Option<String>) -> Self {
+        let message = message.into();
+        Self {
+            ready: ConditionState::new(false, reason, message.clone()),
+            synced: ConditionState::new(false, reason, message),
+            observed: None,
+            request_id,
+            drift_corrected: false,
+        }
+    }
+}
+
+fn condition_status(status: bool) -> &'static str {
+    if status { "True" } else { "False" }
+}
+
+/// Sets a condition; `lastTransitionTime` moves only when the status flips.
+fn upsert(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    wanted: &ConditionState,
+    generation: Option<i64>,
+    now: &str,
+) {
+    let status = condition_status(wanted.status);
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing) => {
+            if existing.status != status {
+                existing.last_transition_time = now.to_owned();
+            }
+            existing.status = status.to_owned();
+            existing.reason = wanted.reason.as_str().to_owned();
+            existing.message = wanted.message.clone();
+            existing.observed_generation = generation;
+        }
+        None => conditions.push(Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: wanted.reason.as_str().to_owned(),
+            message: wanted.message.clone(),
+            last_transition_time: now.to_owned(),
+            observed_generation: generation,
+        }),
+    }
+}
+
+/// The status to write, or `None` when the stored one already says all of it.
+pub fn next_status(
+    current: Option<&BucketEncryptionStatus>,
+    generation: Option<i64>,
+    report: &Report,
+    now: &str,
+) -> Option<BucketEncryptionStatus> {
+    let stored = current.cloned().unwrap_or_default();
+    let mut next = stored.clone();
+    next.observed_generation = generation;
+    upsert(&mut next.conditions, "Ready", &report.ready, generation, now);
+    upsert(&mut next.conditions, "Synced", &report.synced, generation, now);
+    if let Some(observed) = &report.observed {
+        next.observed = Some(ObservedRule::from_rule(observed.as_ref()));
+    }
+    if report.drift_corrected {
+        next.drift_corrections += 1;
+    }
+    if next == stored {
+        return None;
+    }
+    if report.observed.is_some() {
+        next.last_sync_time = Some(now.to_owned());
+    }
+    if let Some(id) = report.request_id.as_ref().filter(|id| !id.is_empty()) {
+        next.last_request_id = Some(id.clone());
+    }
+    Some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oss::SseAlgorithm;
+
+    fn in_sync(request_id: &str) -> Report {
+        Report {
+            ready: ConditionState::new(true, Reason::InSync, "bucket has AES256"),
+            synced: ConditionState::new(true, Reason::ReconcileSuccess, ""),
+            observed: Some(Some(EncryptionRule::new(SseAlgorithm::Aes256))),
+            request_id: Some(request_id.into()),
+            drift_corrected: false,
+        }
+    }
+
+    #[test]
+    fn first_status_sets_everything() {
+        let status = next_status(None, Some(1), &in_sync("R1"), "T1").unwrap();
+        assert_eq!(status.observed_generation, Some(1));
+        assert_eq!(status.conditions.len(), 2);
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.status == "True" && c.last_transition_time == "T1")
+        );
+        assert_eq!(status.observed.as_ref().unwrap().algorithm, "AES256");
+        assert_eq!(status.last_sync_time.as_deref(), Some("T1"));
+        assert_eq!(status.last_request_id.as_deref(), Some("R1"));
+    }
+
+    #[test]
+    fn an_unchanged_resync_writes_nothing_even_with_a_new_request_id() {
+        let stored = next_status(None, Some(1), &in_sync("R1"), "T1").unwrap();
+        assert_eq!(next_status(Some(&stored), Some(1), &in_sync("R2"), "T2"), None);
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_flips() {
+        let stored = next_status(None, Some(1), &in_sync("R1"), "T1").unwrap();
+        let failed = Report::failed(
+            Reason::AccessDenied,
+            "403 AccessDenied (request id R2)",
+            Some("R2".into()),
+        );
+        let after_failure = next_status(Some(&stored), Some(1), &failed, "T2").unwrap();
+        let ready = after_failure
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(
+            (
+                ready.status.as_str(),
+                ready.reason.as_str(),
+                ready.last_transition_time.as_str()
+            ),
+            ("False", "AccessDenied", "T2")
+        );
+        assert_eq!(after_failure.last_request_id.as_deref(), Some("R2"));
+        assert_eq!(
+            after_failure.last_sync_time.as_deref(),
+            Some("T1"),
+            "no successful read"
+        );
+        assert_eq!(
+            after_failure.observed, stored.observed,
+            "the last observation is kept"
+        );
+
+        let other_failure = Report::failed(Reason::OssError, "500", None);
+        let again = next_status(Some(&after_failure), Some(1), &other_failure, "T3").unwrap();
+        let ready = again.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (ready.reason.as_str(), ready.last_transition_time.as_str()),
+            ("OssError", "T2"),
+            "still False: time kept"
+        );
+    }
+
+    #[test]
+    fn drift_corrections_count_and_generation_is_observed() {
+        let stored = next_status(None, Some(1), &in_sync("R1"), "T1").unwrap();
+        let corrected = Report {
+            ready: ConditionState::new(true, Reason::Applied, "put AES256"),
+            drift_corrected: true,
+            ..in_sync("R2")
+        };
+        let next = next_status(Some(&stored), Some(2), &corrected, "T2").unwrap();
+        assert_eq!(next.drift_corrections, 1);
+        assert_eq!(next.observed_generation, Some(2));
+        assert!(next.conditions.iter().all(|c| c.observed_generation == Some(2)));
+    }
+}
