@@ -101,6 +101,45 @@ impl Report {
     }
 }
 
+/// Removes `(request id …)` parts, which differ on every OSS call.
+fn without_request_ids(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find("(request id ") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find(')') {
+            Some(end) => rest = &rest[start + end + 1..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The message to report for a failure: when the stored condition already reports the same
+/// failure (same reason, same text but for the request id), its message is kept, so a repeated
+/// failure changes nothing, writes nothing, and cannot feed a reconcile loop through its own
+/// status writes. The kept message names the request id of the first failure.
+pub fn stable_message(
+    current: Option<&crate::api::BucketEncryptionStatus>,
+    type_: &str,
+    reason: Reason,
+    message: String,
+) -> String {
+    let existing = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
+    match existing {
+        Some(c)
+            if c.reason == reason.as_str()
+                && without_request_ids(&c.message) == without_request_ids(&message) =>
+        {
+            c.message.clone()
+        }
+        _ => message,
+    }
+}
+
 fn condition_status(status: bool) -> &'static str {
     if status { "True" } else { "False" }
 }
@@ -243,6 +282,37 @@ mod tests {
             ("OssError", "T2"),
             "still False: time kept"
         );
+    }
+
+    #[test]
+    fn a_repeated_failure_keeps_its_first_message() {
+        let first = Report::failed(
+            Reason::AccessDenied,
+            "403 AccessDenied: no (request id R1)",
+            Some("R1".into()),
+        );
+        let stored = next_status(None, Some(1), &first, "T1").unwrap();
+        let again = stable_message(
+            Some(&stored),
+            "Ready",
+            Reason::AccessDenied,
+            "403 AccessDenied: no (request id R2)".into(),
+        );
+        assert_eq!(again, "403 AccessDenied: no (request id R1)");
+        let repeated = Report::failed(Reason::AccessDenied, again, Some("R2".into()));
+        assert_eq!(
+            next_status(Some(&stored), Some(1), &repeated, "T2"),
+            None,
+            "nothing to write"
+        );
+        let different = stable_message(
+            Some(&stored),
+            "Ready",
+            Reason::BucketNotFound,
+            "404 (request id R3)".into(),
+        );
+        assert_eq!(different, "404 (request id R3)");
+        assert_eq!(without_request_ids("a (request id X) b (request id Y)"), "a  b ");
     }
 
     #[test]

@@ -1,0 +1,446 @@
+//! The real controller against the Kubernetes API test server and the OSS emulator over HTTP:
+//! every behaviour asserted on OSS state, on the object's status, and on request counters.
+
+mod support;
+
+use std::time::Duration;
+
+use kube::api::{DeleteParams, Patch, PatchParams};
+use oss_encryption_operator::api::FINALIZER;
+use oss_encryption_operator::emulator::{Faults, StoredRule};
+use serde_json::json;
+use support::operator::{Harness, condition, message};
+
+fn rule(algorithm: &str, key: &str, data: &str) -> Option<(String, String, String)> {
+    Some((algorithm.into(), key.into(), data.into()))
+}
+
+#[tokio::test]
+async fn aes256_is_applied_then_reported_in_sync() {
+    let h = Harness::start(&["aes-bucket"]).await;
+    h.create("aes", "aes-bucket", json!({})).await;
+    let object = h.wait_ready("aes", "True", "InSync").await;
+    assert_eq!(h.oss_rule("aes-bucket"), rule("AES256", "", ""));
+    let status = object.status.unwrap();
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(status.observed.unwrap().algorithm, "AES256");
+    assert_eq!(status.last_request_id.as_ref().map(String::len), Some(24));
+    assert!(status.last_sync_time.is_some());
+    assert_eq!(
+        condition(&h.api.get("aes").await.unwrap(), "Synced"),
+        Some(("True".into(), "ReconcileSuccess".into()))
+    );
+    assert!(h.event_reasons("aes").await.contains(&"Applied".to_string()));
+    assert_eq!(
+        h.oss.emulator.state().counters()["PutBucketEncryption"][&200],
+        1,
+        "written once"
+    );
+}
+
+#[tokio::test]
+async fn every_algorithm_and_none() {
+    let buckets = ["kms-managed", "kms-key", "kms-sm4", "sm4-bucket", "none-bucket"];
+    let h = Harness::start(&buckets).await;
+    h.oss.emulator.state().set_rule(
+        "none-bucket",
+        Some(StoredRule {
+            algorithm: "AES256".into(),
+            ..StoredRule::default()
+        }),
+    );
+    h.create("a", "kms-managed", json!({"algorithm": "KMS"})).await;
+    h.create(
+        "b",
+        "kms-key",
+        json!({"algorithm": "KMS", "kmsMasterKeyId": "cmk-1"}),
+    )
+    .await;
+    h.create(
+        "c",
+        "kms-sm4",
+        json!({"algorithm": "KMS", "kmsMasterKeyId": "cmk-2", "kmsDataEncryption": "SM4"}),
+    )
+    .await;
+    h.create(
+        "d",
+        "sm4-bucket",
+        json!({"algorithm": "SM4", "signatureVersion": "V1"}),
+    )
+    .await;
+    h.create("e", "none-bucket", json!({"algorithm": "None"})).await;
+    for name in ["a", "b", "c", "d", "e"] {
+        h.wait_ready(name, "True", "InSync").await;
+    }
+    assert_eq!(h.oss_rule("kms-managed"), rule("KMS", "", ""));
+    assert_eq!(h.oss_rule("kms-key"), rule("KMS", "cmk-1", ""));
+    assert_eq!(h.oss_rule("kms-sm4"), rule("KMS", "cmk-2", "SM4"));
+    assert_eq!(h.oss_rule("sm4-bucket"), rule("SM4", "", ""));
+    assert_eq!(h.oss_rule("none-bucket"), None, "None removed the existing rule");
+    assert!(h.event_reasons("e").await.contains(&"Deleted".to_string()));
+}
+
+#[tokio::test]
+async fn a_spec_change_is_applied_and_its_generation_observed() {
+    let h = Harness::start(&["changing"]).await;
+    h.create("changing", "changing", json!({})).await;
+    h.wait_ready("changing", "True", "InSync").await;
+    h.api
+        .patch(
+            "changing",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"algorithm": "KMS", "kmsMasterKeyId": "k2"}})),
+        )
+        .await
+        .unwrap();
+    let object = h
+        .wait_for("changing", "generation 2 in sync", |o| {
+            o.status
+                .as_ref()
+                .is_some_and(|s| s.observed_generation == Some(2))
+                && condition(o, "Ready") == Some(("True".into(), "InSync".into()))
+        })
+        .await;
+    assert_eq!(h.oss_rule("changing"), rule("KMS", "k2", ""));
+    assert_eq!(
+        object.status.unwrap().drift_corrections,
+        0,
+        "a spec change is not drift"
+    );
+}
+
+#[tokio::test]
+async fn drift_is_corrected_in_manage_mode() {
+    let h = Harness::start(&["drifty"]).await;
+    h.create("drifty", "drifty", json!({})).await;
+    h.wait_ready("drifty", "True", "InSync").await;
+    h.oss.emulator.state().set_rule(
+        "drifty",
+        Some(StoredRule {
+            algorithm: "SM4".into(),
+            ..StoredRule::default()
+        }),
+    );
+    h.wait_for("drifty", "one drift correction", |o| {
+        o.status.as_ref().is_some_and(|s| s.drift_corrections == 1)
+    })
+    .await;
+    assert_eq!(h.oss_rule("drifty"), rule("AES256", "", ""));
+    let events = h.events("drifty").await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, note)| reason == "DriftCorrected"
+                && note.contains("bucket has SM4, spec wants AES256")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn drift_is_only_reported_in_observe_mode() {
+    let h = Harness::start(&["watched"]).await;
+    h.oss.emulator.state().set_rule(
+        "watched",
+        Some(StoredRule {
+            algorithm: "SM4".into(),
+            ..StoredRule::default()
+        }),
+    );
+    h.create(
+        "watched",
+        "watched",
+        json!({"managementPolicy": "Observe", "deletionPolicy": "Delete"}),
+    )
+    .await;
+    let object = h.wait_ready("watched", "False", "Drifted").await;
+    assert!(message(&object, "Ready").contains("bucket has SM4, spec wants AES256"));
+    assert!(
+        object.metadata.finalizers.unwrap_or_default().is_empty(),
+        "Observe never takes a finalizer"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let counters = h.oss.emulator.state().counters();
+    assert!(
+        !counters.contains_key("PutBucketEncryption") && !counters.contains_key("DeleteBucketEncryption"),
+        "{counters:?}"
+    );
+    assert_eq!(h.oss_rule("watched"), rule("SM4", "", ""));
+    assert!(
+        h.event_reasons("watched")
+            .await
+            .contains(&"DriftDetected".to_string())
+    );
+}
+
+#[tokio::test]
+async fn in_sync_resyncs_cost_one_get_and_no_kubernetes_writes() {
+    let h = Harness::start(&["steady-1", "steady-2"]).await;
+    h.create("steady-1", "steady-1", json!({})).await;
+    h.create("steady-2", "steady-2", json!({"algorithm": "KMS"}))
+        .await;
+    h.wait_ready("steady-1", "True", "InSync").await;
+    h.wait_ready("steady-2", "True", "InSync").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.oss.emulator.state().reset_counters();
+    h.kube.reset_counters();
+    let window = Duration::from_secs(4);
+    tokio::time::sleep(window).await;
+    let counters = h.oss.emulator.state().counters();
+    let gets: u64 = counters
+        .get("GetBucketEncryption")
+        .map(|m| m.values().sum())
+        .unwrap_or(0);
+    let resyncs_per_object = window.as_secs_f64() / h.settings.resync_interval.as_secs_f64();
+    let per_object = gets as f64 / 2.0;
+    println!(
+        "in sync: {gets} GETs for 2 objects over {window:?} ({per_object:.1} per object, ~{resyncs_per_object:.0} resyncs each); kube writes {}",
+        h.kube.writes()
+    );
+    assert_eq!(counters.len(), 1, "only GETs: {counters:?}");
+    assert!(
+        per_object >= resyncs_per_object * 0.6 && per_object <= resyncs_per_object * 1.3,
+        "{per_object} GETs per object for ~{resyncs_per_object} resyncs"
+    );
+    assert_eq!(
+        h.kube.writes(),
+        0,
+        "no Kubernetes writes while in sync: {:?}",
+        h.kube.counters()
+    );
+}
+
+#[tokio::test]
+async fn deletion_with_retain_leaves_the_rule() {
+    let h = Harness::start(&["kept"]).await;
+    h.create("kept", "kept", json!({})).await;
+    let object = h.wait_ready("kept", "True", "InSync").await;
+    assert!(
+        object.metadata.finalizers.unwrap_or_default().is_empty(),
+        "Retain needs no finalizer"
+    );
+    h.api.delete("kept", &DeleteParams::default()).await.unwrap();
+    h.wait_gone("kept").await;
+    assert_eq!(h.oss_rule("kept"), rule("AES256", "", ""));
+}
+
+#[tokio::test]
+async fn deletion_with_delete_removes_the_rule_then_the_object() {
+    let h = Harness::start(&["removed"]).await;
+    h.create("removed", "removed", json!({"deletionPolicy": "Delete"}))
+        .await;
+    h.wait_for("removed", "the finalizer", |o| {
+        o.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
+    })
+    .await;
+    h.wait_ready("removed", "True", "InSync").await;
+    h.api.delete("removed", &DeleteParams::default()).await.unwrap();
+    h.wait_gone("removed").await;
+    assert_eq!(h.oss_rule("removed"), None);
+    assert_eq!(
+        h.oss.emulator.state().counters()["DeleteBucketEncryption"][&204],
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_finalizer_follows_the_deletion_policy() {
+    let h = Harness::start(&["flip"]).await;
+    h.create("flip", "flip", json!({"deletionPolicy": "Delete"}))
+        .await;
+    h.wait_for("flip", "the finalizer", |o| {
+        o.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.contains(&FINALIZER.to_string()))
+    })
+    .await;
+    h.api
+        .patch(
+            "flip",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"deletionPolicy": "Retain"}})),
+        )
+        .await
+        .unwrap();
+    h.wait_for("flip", "no finalizer", |o| {
+        o.metadata.finalizers.as_ref().is_none_or(|f| f.is_empty())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_bucket_does_not_block_deletion() {
+    let h = Harness::start(&["vanishing"]).await;
+    h.create("vanishing", "vanishing", json!({"deletionPolicy": "Delete"}))
+        .await;
+    h.wait_ready("vanishing", "True", "InSync").await;
+    h.oss.emulator.state().delete_bucket("vanishing");
+    h.api.delete("vanishing", &DeleteParams::default()).await.unwrap();
+    h.wait_gone("vanishing").await;
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_access_denied_with_the_request_id() {
+    let h = Harness::start(&["locked"]).await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(h.kube.client(), "team-a");
+    let secret = serde_json::from_value(json!({"metadata": {"name": "wrong"},
+        "stringData": {"accessKeyId": support::oss::ACCESS_KEY_ID, "accessKeySecret": "not-the-secret"}}))
+    .unwrap();
+    secrets.create(&Default::default(), &secret).await.unwrap();
+    h.create(
+        "locked",
+        "locked",
+        json!({"credentials": {"secretRef": {"name": "wrong"}}}),
+    )
+    .await;
+    let object = h.wait_ready("locked", "False", "AccessDenied").await;
+    let text = message(&object, "Ready");
+    assert!(
+        text.contains("SignatureDoesNotMatch") && text.contains("request id"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-secret"), "no secret in conditions");
+    assert_eq!(condition(&object, "Synced").unwrap().1, "AccessDenied");
+    assert!(object.status.unwrap().last_request_id.is_some());
+}
+
+#[tokio::test]
+async fn a_missing_secret_makes_no_oss_call() {
+    let h = Harness::start(&["nosecret"]).await;
+    h.create(
+        "nosecret",
+        "nosecret",
+        json!({"credentials": {"secretRef": {"name": "absent"}}}),
+    )
+    .await;
+    let object = h.wait_ready("nosecret", "False", "CredentialsNotFound").await;
+    assert!(message(&object, "Ready").contains("team-a/absent"));
+    assert!(
+        h.oss.emulator.state().counters().is_empty(),
+        "no OSS call without credentials"
+    );
+    // Creating the Secret is picked up by the capped retry (no watch on Secrets needed).
+    assert!(h.kube.count("watch", "secrets") == 0 && h.kube.count("list", "secrets") == 0);
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_bucket_not_found() {
+    let h = Harness::start(&[]).await;
+    h.create("ghost", "ghost-bucket", json!({})).await;
+    let object = h.wait_ready("ghost", "False", "BucketNotFound").await;
+    assert!(message(&object, "Ready").contains("NoSuchBucket"));
+}
+
+#[tokio::test]
+async fn a_denied_key_is_access_denied_without_a_hot_loop() {
+    let h = Harness::start(&["denied"]).await;
+    h.oss
+        .emulator
+        .state()
+        .set_access_denied("denied", support::oss::ACCESS_KEY_ID, true);
+    h.create("denied", "denied", json!({})).await;
+    h.wait_ready("denied", "False", "AccessDenied").await;
+    h.oss.emulator.state().reset_counters();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let gets: u64 = h
+        .oss
+        .emulator
+        .state()
+        .counters()
+        .get("GetBucketEncryption")
+        .map(|m| m.values().sum())
+        .unwrap_or(0);
+    assert!(gets <= 2, "{gets} GETs in 3 s under a persistent AccessDenied");
+}
+
+#[tokio::test]
+async fn an_endpoint_outside_the_allow_list_makes_no_oss_call() {
+    let h = Harness::start(&["fenced"]).await;
+    h.create("fenced", "fenced", json!({"endpoint": "https://oss.example.com"}))
+        .await;
+    let object = h.wait_ready("fenced", "False", "EndpointNotAllowed").await;
+    assert!(message(&object, "Ready").contains("oss.example.com"));
+    assert!(h.oss.emulator.state().counters().is_empty());
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_without_retries() {
+    let h = Harness::start(&["invalid"]).await;
+    // The test server has no admission, as if the CEL rules were bypassed.
+    h.create("invalid", "invalid", json!({"kmsMasterKeyId": "k"}))
+        .await;
+    let object = h.wait_ready("invalid", "False", "InvalidSpec").await;
+    assert!(message(&object, "Ready").contains("spec.kmsMasterKeyId"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(h.oss.emulator.state().counters().is_empty());
+    assert_eq!(
+        h.kube.count("patch", "bucketencryptions/status"),
+        1,
+        "reported once, not retried"
+    );
+}
+
+#[tokio::test]
+async fn the_newer_of_two_objects_for_one_bucket_is_a_conflict() {
+    let h = Harness::start(&["shared"]).await;
+    h.create("first", "shared", json!({})).await;
+    h.wait_ready("first", "True", "InSync").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // creationTimestamp has second resolution
+    h.create("second", "shared", json!({"algorithm": "SM4"})).await;
+    let object = h.wait_ready("second", "False", "Conflict").await;
+    assert!(message(&object, "Ready").contains("team-a/first"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        h.oss_rule("shared"),
+        rule("AES256", "", ""),
+        "the newer object never wrote"
+    );
+}
+
+#[tokio::test]
+async fn injected_503s_and_dropped_watches_still_converge() {
+    let names: Vec<String> = (0..8).map(|i| format!("flaky-{i}")).collect();
+    let buckets: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut h = Harness::start(&buckets).await;
+    h.oss.emulator.state().set_faults(Faults {
+        throttle_rate: 0.3,
+        ..Faults::default()
+    });
+    h.kube.set_faults(support::kube::KubeFaults {
+        drop_watches_every: Some(Duration::from_millis(700)),
+        ..Default::default()
+    });
+    for name in &names {
+        h.create(name, name, json!({})).await;
+    }
+    for name in &names {
+        h.wait_ready(name, "True", "InSync").await;
+        assert_eq!(h.oss_rule(name), rule("AES256", "", ""));
+    }
+    assert!(
+        h.oss.emulator.state().counters()["GetBucketEncryption"].contains_key(&503),
+        "faults were injected"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_controller_loses_nothing() {
+    let mut h = Harness::start(&["before", "during"]).await;
+    h.create("before", "before", json!({})).await;
+    h.wait_ready("before", "True", "InSync").await;
+    h.stop_controller().await;
+    h.create("during", "during", json!({"algorithm": "SM4"})).await;
+    h.oss.emulator.state().set_rule("before", None);
+    h.start_controller();
+    h.wait_ready("during", "True", "InSync").await;
+    h.wait_for("before", "a drift correction", |o| {
+        o.status.as_ref().is_some_and(|s| s.drift_corrections == 1)
+    })
+    .await;
+    assert_eq!(h.oss_rule("before"), rule("AES256", "", ""));
+    assert_eq!(h.oss_rule("during"), rule("SM4", "", ""));
+}

@@ -1,0 +1,234 @@
+//! The real controller, run in-process against the Kubernetes API test server and the OSS
+//! emulator, with helpers to create resources and wait for conditions.
+
+use std::time::Duration;
+
+use kube::api::{Api, PostParams};
+use oss_encryption_operator::api::BucketEncryption;
+use oss_encryption_operator::oss::{ClientConfig, OssClient};
+use oss_encryption_operator::reconcile::controller::{self, Settings};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::kube::KubeApiServer;
+use super::oss::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, TestOss, fast_retries};
+
+pub const NAMESPACE: &str = "team-a";
+pub const SECRET: &str = "oss-credentials";
+
+/// A running controller; dropping the harness stops it.
+pub struct Harness {
+    pub kube: KubeApiServer,
+    pub oss: TestOss,
+    pub api: Api<BucketEncryption>,
+    pub settings: Settings,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Harness {
+    /// Servers, the CRD, the credentials Secret, and a controller with a short resync interval.
+    pub async fn start(buckets: &[&str]) -> Self {
+        Self::start_with(buckets, |_| {}).await
+    }
+
+    pub async fn start_with(buckets: &[&str], tweak: impl FnOnce(&mut Settings)) -> Self {
+        oss_encryption_operator::install_tls_provider();
+        let kube = KubeApiServer::start().await;
+        kube.register_crd(
+            &serde_json::to_value(<BucketEncryption as kube::CustomResourceExt>::crd()).unwrap(),
+        );
+        let oss = TestOss::start(buckets).await;
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(kube.client(), NAMESPACE);
+        let secret = serde_json::from_value(json!({
+            "metadata": {"name": SECRET},
+            "stringData": {"accessKeyId": ACCESS_KEY_ID, "accessKeySecret": ACCESS_KEY_SECRET}
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+        let mut settings = Settings {
+            resync_interval: Duration::from_millis(400),
+            ..Settings::default()
+        };
+        tweak(&mut settings);
+        let api = Api::namespaced(kube.client(), NAMESPACE);
+        let mut harness = Self {
+            kube,
+            oss,
+            api,
+            settings,
+            stop: None,
+            task: None,
+        };
+        harness.start_controller();
+        harness
+    }
+
+    /// The OSS client the controller uses: the emulator allowed, quick retries.
+    pub fn oss_client(&self) -> OssClient {
+        let mut config = ClientConfig {
+            retry: fast_retries(3),
+            qps: 1000.0,
+            burst: 1000,
+            ..ClientConfig::default()
+        };
+        config.allow_list.allow(self.oss.emulator.endpoint().authority());
+        OssClient::new(config).unwrap()
+    }
+
+    pub fn start_controller(&mut self) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let client = self.kube.client();
+        let oss = self.oss_client();
+        let settings = self.settings.clone();
+        self.task = Some(tokio::spawn(async move {
+            controller::run(client, oss, None, settings, async {
+                let _ = stopped.await;
+            })
+            .await;
+        }));
+        self.stop = Some(stop);
+    }
+
+    /// Stops the controller and waits for it to finish.
+    pub async fn stop_controller(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("the controller shuts down")
+                .unwrap();
+        }
+    }
+
+    /// A resource for `bucket` at the emulator, with the Secret, plus `spec` overrides.
+    pub fn resource(&self, name: &str, bucket: &str, spec: Value) -> BucketEncryption {
+        let mut document = json!({
+            "apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryption",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {
+                "bucket": bucket, "region": super::oss::REGION, "algorithm": "AES256",
+                "endpoint": self.oss.emulator.url(),
+                "credentials": {"secretRef": {"name": SECRET}},
+            }
+        });
+        for (k, v) in spec.as_object().unwrap() {
+            document["spec"][k] = v.clone();
+        }
+        serde_json::from_value(document).unwrap()
+    }
+
+    pub async fn create(&self, name: &str, bucket: &str, spec: Value) -> BucketEncryption {
+        self.api
+            .create(&PostParams::default(), &self.resource(name, bucket, spec))
+            .await
+            .unwrap()
+    }
+
+    /// Polls until `check` holds for the object (bounded), returning it.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&BucketEncryption) -> bool,
+    ) -> BucketEncryption {
+        let mut last = None;
+        for _ in 0..400 {
+            if let Ok(object) = self.api.get(name).await {
+                if check(&object) {
+                    return object;
+                }
+                last = Some(object);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{name} never reached {what}; last seen: {:#?}",
+            last.map(|o| o.status)
+        );
+    }
+
+    /// Waits until Ready has this status and reason.
+    pub async fn wait_ready(&self, name: &str, status: &str, reason: &str) -> BucketEncryption {
+        self.wait_for(name, &format!("Ready={status}/{reason}"), |o| {
+            condition(o, "Ready") == Some((status.into(), reason.into()))
+        })
+        .await
+    }
+
+    /// Waits until the object is gone.
+    pub async fn wait_gone(&self, name: &str) {
+        for _ in 0..400 {
+            if self.api.get_opt(name).await.unwrap().is_none() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{name} was never deleted");
+    }
+
+    /// The rule the emulator holds for a bucket, as (algorithm, key, data) strings.
+    pub fn oss_rule(&self, bucket: &str) -> Option<(String, String, String)> {
+        self.oss
+            .emulator
+            .state()
+            .bucket(bucket)
+            .and_then(|b| b.rule)
+            .map(|r| (r.algorithm, r.kms_master_key_id, r.kms_data_encryption))
+    }
+
+    /// Events recorded for an object, as (reason, note).
+    pub async fn events(&self, name: &str) -> Vec<(String, String)> {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.kube.client(), NAMESPACE);
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Events recorded for an object, as reasons.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        self.events(name)
+            .await
+            .into_iter()
+            .map(|(reason, _)| reason)
+            .collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// (status, reason) of a condition.
+pub fn condition(object: &BucketEncryption, type_: &str) -> Option<(String, String)> {
+    object
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// The message of a condition.
+pub fn message(object: &BucketEncryption, type_: &str) -> String {
+    object
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
