@@ -120,3 +120,68 @@ fn the_standalone_emulator_refuses_bad_flags_clearly() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid bucket name"));
 }
+
+#[tokio::test]
+async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
+    use support::operator::{Harness, condition};
+    // The harness's own in-process controller is stopped: the binary does the work here.
+    let mut h = Harness::start(&["from-binary"]).await;
+    h.stop_controller().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, h.kube.kubeconfig_yaml()).unwrap();
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
+            .arg("run")
+            .args([
+                "--allowed-endpoint-suffixes",
+                &h.oss.emulator.endpoint().authority(),
+            ])
+            .args([
+                "--allow-operator-credentials",
+                "false",
+                "--resync-interval",
+                "30s",
+            ])
+            .env("KUBECONFIG", &kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the operator starts"),
+    );
+    h.create(
+        "from-binary",
+        "from-binary",
+        serde_json::json!({"algorithm": "SM4"}),
+    )
+    .await;
+    let object = h.wait_ready("from-binary", "True", "InSync").await;
+    assert_eq!(condition(&object, "Synced").unwrap().0, "True");
+    assert_eq!(h.oss_rule("from-binary").unwrap().0, "SM4");
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = exited.expect("the operator stops within 10 s of SIGTERM");
+    assert!(status.success(), "graceful shutdown exits 0: {status}");
+}
+
+#[test]
+fn run_refuses_bad_flags_clearly() {
+    let output = Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
+        .args(["run", "--resync-interval", "5s"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 30s"));
+}

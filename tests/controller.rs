@@ -332,7 +332,22 @@ async fn a_missing_bucket_is_bucket_not_found() {
     let h = Harness::start(&[]).await;
     h.create("ghost", "ghost-bucket", json!({})).await;
     let object = h.wait_ready("ghost", "False", "BucketNotFound").await;
-    assert!(message(&object, "Ready").contains("NoSuchBucket"));
+    let text = message(&object, "Ready");
+    assert!(
+        text.contains("NoSuchBucket") && text.contains("request id"),
+        "{text}"
+    );
+    h.oss.emulator.state().reset_counters();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let gets: u64 = h
+        .oss
+        .emulator
+        .state()
+        .counters()
+        .get("GetBucketEncryption")
+        .map(|m| m.values().sum())
+        .unwrap_or(0);
+    assert!(gets <= 1, "{gets} GETs in 2 s for a missing bucket: no hot loop");
 }
 
 #[tokio::test]
@@ -381,6 +396,48 @@ async fn an_invalid_spec_is_reported_without_retries() {
         h.kube.count("patch", "bucketencryptions/status"),
         1,
         "reported once, not retried"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_object_does_not_stall_the_others() {
+    let h = Harness::start(&["healthy"]).await;
+    // A value no type accepts (admission bypassed): the object cannot be deserialised.
+    let raw: kube::Api<kube::core::DynamicObject> = kube::Api::namespaced_with(
+        h.kube.client(),
+        "team-a",
+        &kube::core::ApiResource::erase::<oss_encryption_operator::api::BucketEncryption>(&()),
+    );
+    let mut malformed: kube::core::DynamicObject = serde_json::from_value(
+        serde_json::to_value(h.resource("malformed", "malformed", json!({}))).unwrap(),
+    )
+    .unwrap();
+    malformed.data["spec"]["algorithm"] = json!("DES");
+    raw.create(&Default::default(), &malformed).await.unwrap();
+    h.create("healthy", "healthy", json!({})).await;
+    h.wait_ready("healthy", "True", "InSync").await;
+    let mut reported = None;
+    for _ in 0..200 {
+        let object = raw.get("malformed").await.unwrap();
+        if object.data["status"]["conditions"][0]["reason"] == "InvalidSpec" {
+            reported = Some(object);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let object = reported.expect("the malformed object gets InvalidSpec");
+    assert!(
+        object.data["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DES")
+    );
+    let writes = h.kube.count("patch", "bucketencryptions/status");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        h.kube.count("patch", "bucketencryptions/status"),
+        writes,
+        "reported once, then quiet"
     );
 }
 
@@ -443,4 +500,11 @@ async fn a_restarted_controller_loses_nothing() {
     .await;
     assert_eq!(h.oss_rule("before"), rule("AES256", "", ""));
     assert_eq!(h.oss_rule("during"), rule("SM4", "", ""));
+}
+
+#[tokio::test]
+async fn a_shutdown_right_after_start_still_stops() {
+    let mut h = Harness::start(&[]).await;
+    // Stopping at once used to leave kube's Controller waiting; the harness fails after 20 s.
+    h.stop_controller().await;
 }

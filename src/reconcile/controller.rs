@@ -198,17 +198,21 @@ pub async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action
     let resource = match &object.0 {
         Ok(resource) => resource,
         Err(invalid) => {
-            // Malformed (admission bypassed): report it, and wait for the spec to change.
-            let report = Report::failed(
-                Reason::InvalidSpec,
-                format!("invalid spec: {}", invalid.error),
-                None,
-            );
+            // Malformed (admission bypassed): report it, and wait for the spec to change. The
+            // stored status is read raw (the typed object cannot be), so an unchanged report
+            // writes nothing.
+            let name = object.name_any();
+            let stored = status_api(&ctx, &namespace).get_opt(&name).await?;
+            let current = stored
+                .and_then(|o| o.data.get("status").cloned())
+                .and_then(|s| serde_json::from_value::<crate::api::BucketEncryptionStatus>(s).ok());
+            let message = format!("invalid spec: {}", invalid.error);
+            let report = Report::failed(Reason::InvalidSpec, message, None);
             write_status(
                 &ctx,
                 &namespace,
-                &object.name_any(),
-                None,
+                &name,
+                current.as_ref(),
                 invalid.metadata.generation,
                 &report,
             )
@@ -724,10 +728,16 @@ pub async fn run(
         failures: Mutex::new(HashMap::new()),
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = tokio::time::Instant::now();
     tokio::spawn(async move {
         shutdown.await;
+        // kube-runtime 5.0's Controller does not act on a graceful-shutdown trigger that fires
+        // while it is still starting (seen here: it then waits until something else wakes it),
+        // so a very early signal is passed on once start-up has settled.
+        tokio::time::sleep_until(started + STARTUP_SETTLE).await;
         let _ = stop.send(true);
     });
+    let mut stopping = stopped.clone();
     let runs = controllers.into_iter().map(|controller| {
         let mut stopped = stopped.clone();
         controller
@@ -741,8 +751,21 @@ pub async fn run(
                 }
             })
     });
-    futures_util::future::join_all(runs).await;
+    let all = futures_util::future::join_all(runs);
+    tokio::pin!(all);
+    tokio::select! {
+        _ = &mut all => {}
+        () = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::warn!(?SHUTDOWN_GRACE, "reconciles still running after the grace period; stopping anyway"),
+    }
 }
+
+/// How long shutdown waits for running reconciles before stopping anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// A shutdown requested earlier than this after start is passed on at this point.
+const STARTUP_SETTLE: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
