@@ -508,3 +508,75 @@ async fn a_shutdown_right_after_start_still_stops() {
     // Stopping at once used to leave kube's Controller waiting; the harness fails after 20 s.
     h.stop_controller().await;
 }
+
+#[tokio::test]
+async fn operator_credentials_serve_resources_without_a_secret() {
+    let mut h = Harness::start(&["own-creds", "no-creds"]).await;
+    // Without operator credentials a resource without spec.credentials cannot be served.
+    let mut document = serde_json::to_value(h.resource("no-creds", "no-creds", json!({}))).unwrap();
+    document["spec"].as_object_mut().unwrap().remove("credentials");
+    h.api
+        .create(
+            &Default::default(),
+            &serde_json::from_value(document.clone()).unwrap(),
+        )
+        .await
+        .unwrap();
+    let object = h.wait_ready("no-creds", "False", "CredentialsNotFound").await;
+    assert!(message(&object, "Ready").contains("allow-operator-credentials"));
+
+    h.stop_controller().await;
+    h.operator_credentials = Some(
+        oss_encryption_operator::oss::Credentials::new(
+            support::oss::ACCESS_KEY_ID,
+            support::oss::ACCESS_KEY_SECRET,
+        )
+        .into(),
+    );
+    h.start_controller();
+    document["metadata"]["name"] = json!("own-creds");
+    document["spec"]["bucket"] = json!("own-creds");
+    h.api
+        .create(&Default::default(), &serde_json::from_value(document).unwrap())
+        .await
+        .unwrap();
+    h.wait_ready("own-creds", "True", "InSync").await;
+    assert_eq!(h.oss_rule("own-creds"), rule("AES256", "", ""));
+}
+
+#[tokio::test]
+async fn namespaces_and_label_selectors_shard_the_fleet() {
+    let h = Harness::start_with(&["mine", "unlabelled", "elsewhere"], |settings| {
+        settings.namespaces = vec!["team-a".into()];
+        settings.label_selector = Some("shard=a".into());
+    })
+    .await;
+    let labelled = |name: &str, namespace: &str| {
+        let mut document = serde_json::to_value(h.resource(name, name, json!({}))).unwrap();
+        document["metadata"]["namespace"] = json!(namespace);
+        if name != "unlabelled" {
+            document["metadata"]["labels"] = json!({"shard": "a"});
+        }
+        serde_json::from_value::<oss_encryption_operator::api::BucketEncryption>(document).unwrap()
+    };
+    h.api
+        .create(&Default::default(), &labelled("mine", "team-a"))
+        .await
+        .unwrap();
+    h.api
+        .create(&Default::default(), &labelled("unlabelled", "team-a"))
+        .await
+        .unwrap();
+    let other: kube::Api<oss_encryption_operator::api::BucketEncryption> =
+        kube::Api::namespaced(h.kube.client(), "team-b");
+    other
+        .create(&Default::default(), &labelled("elsewhere", "team-b"))
+        .await
+        .unwrap();
+    h.wait_ready("mine", "True", "InSync").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(h.oss_rule("unlabelled"), None, "outside the label selector");
+    assert_eq!(h.oss_rule("elsewhere"), None, "outside the namespace");
+    assert!(h.api.get("unlabelled").await.unwrap().status.is_none());
+    assert!(other.get("elsewhere").await.unwrap().status.is_none());
+}

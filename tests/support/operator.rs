@@ -23,6 +23,8 @@ pub struct Harness {
     pub oss: TestOss,
     pub api: Api<BucketEncryption>,
     pub settings: Settings,
+    /// The operator's own credentials (none by default: resources name a Secret).
+    pub operator_credentials: Option<oss_encryption_operator::oss::CredentialsProvider>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -58,6 +60,7 @@ impl Harness {
             oss,
             api,
             settings,
+            operator_credentials: None,
             stop: None,
             task: None,
         };
@@ -82,8 +85,9 @@ impl Harness {
         let client = self.kube.client();
         let oss = self.oss_client();
         let settings = self.settings.clone();
+        let operator_credentials = self.operator_credentials.clone();
         self.task = Some(tokio::spawn(async move {
-            controller::run(client, oss, None, settings, async {
+            controller::run(client, oss, operator_credentials, settings, async {
                 let _ = stopped.await;
             })
             .await;
