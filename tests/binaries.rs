@@ -155,7 +155,8 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
         serde_json::json!({"algorithm": "SM4"}),
     )
     .await;
-    let object = h.wait_ready("from-binary", "True", "InSync").await;
+    // Applied now; InSync is confirmed at the next resync (30 s here).
+    let object = h.wait_ready("from-binary", "True", "Applied").await;
     assert_eq!(condition(&object, "Synced").unwrap().0, "True");
     assert_eq!(h.oss_rule("from-binary").unwrap().0, "SM4");
 

@@ -580,3 +580,55 @@ async fn namespaces_and_label_selectors_shard_the_fleet() {
     assert!(h.api.get("unlabelled").await.unwrap().status.is_none());
     assert!(other.get("elsewhere").await.unwrap().status.is_none());
 }
+
+#[tokio::test]
+async fn a_change_costs_one_get_one_put_and_one_status_write() {
+    let h = Harness::start_with(&["counted", "counted-delete"], |s| {
+        s.resync_interval = Duration::from_secs(3)
+    })
+    .await;
+    h.kube.reset_counters();
+    let gets = |h: &Harness| -> u64 {
+        h.oss
+            .emulator
+            .state()
+            .counters()
+            .get("GetBucketEncryption")
+            .map(|m| m.values().sum())
+            .unwrap_or(0)
+    };
+    h.create("counted", "counted", json!({})).await;
+    h.wait_ready("counted", "True", "Applied").await;
+    assert_eq!(gets(&h), 1);
+    assert_eq!(h.oss.emulator.state().total("PutBucketEncryption"), 1);
+    assert_eq!(h.kube.count("patch", "bucketencryptions/status"), 1);
+    assert_eq!(
+        h.kube.count("patch", "bucketencryptions"),
+        0,
+        "Retain: no finalizer write"
+    );
+    // The next resync confirms: one GET and the Applied → InSync status write.
+    h.wait_ready("counted", "True", "InSync").await;
+    assert_eq!(gets(&h), 2);
+    assert_eq!(h.kube.count("patch", "bucketencryptions/status"), 2);
+
+    h.kube.reset_counters();
+    h.oss.emulator.state().reset_counters();
+    h.create(
+        "counted-delete",
+        "counted-delete",
+        json!({"deletionPolicy": "Delete"}),
+    )
+    .await;
+    h.wait_ready("counted-delete", "True", "Applied").await;
+    assert_eq!(
+        (gets(&h), h.oss.emulator.state().total("PutBucketEncryption")),
+        (1, 1)
+    );
+    assert_eq!(
+        h.kube.count("patch", "bucketencryptions"),
+        1,
+        "one finalizer write"
+    );
+    assert_eq!(h.kube.count("patch", "bucketencryptions/status"), 1);
+}

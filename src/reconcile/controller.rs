@@ -13,8 +13,8 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -704,10 +704,19 @@ pub async fn run(
             .map(|ns| Api::namespaced(client.clone(), ns))
             .collect()
     };
+    // Only generation changes (spec edits, deletion) and new objects trigger a reconcile: the
+    // controller's own status and finalizer writes do not feed back into it, and everything else
+    // is caught by the resync interval.
     let controllers: Vec<Controller<Guarded>> = apis
         .into_iter()
         .map(|api| {
-            Controller::new(api, config.clone())
+            let (reader, writer) = reflector::store();
+            let triggers = watcher(api, config.clone())
+                .default_backoff()
+                .reflect(writer)
+                .applied_objects()
+                .predicate_filter(predicates::generation, Default::default());
+            Controller::for_stream(triggers, reader)
                 .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         })
         .collect();
