@@ -186,10 +186,7 @@ async fn in_sync_resyncs_cost_one_get_and_no_kubernetes_writes() {
     let window = Duration::from_secs(4);
     tokio::time::sleep(window).await;
     let counters = h.oss.emulator.state().counters();
-    let gets: u64 = counters
-        .get("GetBucketEncryption")
-        .map(|m| m.values().sum())
-        .unwrap_or(0);
+    let gets = h.oss.emulator.state().total("GetBucketEncryption");
     let resyncs_per_object = window.as_secs_f64() / h.settings.resync_interval.as_secs_f64();
     let per_object = gets as f64 / 2.0;
     println!(
@@ -339,14 +336,7 @@ async fn a_missing_bucket_is_bucket_not_found() {
     );
     h.oss.emulator.state().reset_counters();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let gets: u64 = h
-        .oss
-        .emulator
-        .state()
-        .counters()
-        .get("GetBucketEncryption")
-        .map(|m| m.values().sum())
-        .unwrap_or(0);
+    let gets = h.oss.emulator.state().total("GetBucketEncryption");
     assert!(gets <= 1, "{gets} GETs in 2 s for a missing bucket: no hot loop");
 }
 
@@ -361,14 +351,7 @@ async fn a_denied_key_is_access_denied_without_a_hot_loop() {
     h.wait_ready("denied", "False", "AccessDenied").await;
     h.oss.emulator.state().reset_counters();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let gets: u64 = h
-        .oss
-        .emulator
-        .state()
-        .counters()
-        .get("GetBucketEncryption")
-        .map(|m| m.values().sum())
-        .unwrap_or(0);
+    let gets = h.oss.emulator.state().total("GetBucketEncryption");
     assert!(gets <= 2, "{gets} GETs in 3 s under a persistent AccessDenied");
 }
 
@@ -588,15 +571,7 @@ async fn a_change_costs_one_get_one_put_and_one_status_write() {
     })
     .await;
     h.kube.reset_counters();
-    let gets = |h: &Harness| -> u64 {
-        h.oss
-            .emulator
-            .state()
-            .counters()
-            .get("GetBucketEncryption")
-            .map(|m| m.values().sum())
-            .unwrap_or(0)
-    };
+    let gets = |h: &Harness| h.oss.emulator.state().total("GetBucketEncryption");
     h.create("counted", "counted", json!({})).await;
     h.wait_ready("counted", "True", "Applied").await;
     assert_eq!(gets(&h), 1);

@@ -332,18 +332,7 @@ async fn sync(resource: &BucketEncryption, ctx: &Context) -> Result<Outcome, Err
         .validate()
         .map_err(|e| Error::InvalidSpec(e.to_string()))?;
     check_conflicts(resource, &desired, ctx)?;
-    ctx.oss
-        .config()
-        .allow_list
-        .check(&desired.endpoint)
-        .map_err(|e| Error::EndpointNotAllowed(e.to_string()))?;
-    let credentials = credentials(resource, ctx).await?;
-    let target = BucketTarget {
-        bucket: desired.bucket.clone(),
-        region: desired.region.clone(),
-        endpoint: desired.endpoint.clone(),
-        signature_version: desired.signature_version,
-    };
+    let (target, credentials) = connect(resource, &desired, ctx).await?;
     let requeue = desired.resync_interval.unwrap_or(ctx.settings.resync_interval);
 
     let observed = ctx.oss.get_encryption(&target, &credentials).await?;
@@ -479,6 +468,28 @@ fn check_conflicts(resource: &BucketEncryption, desired: &DesiredState, ctx: &Co
     Ok(())
 }
 
+/// Where and as whom to call OSS: the endpoint must pass the allow-list (else nothing is sent),
+/// then the credentials are resolved.
+async fn connect(
+    resource: &BucketEncryption,
+    desired: &DesiredState,
+    ctx: &Context,
+) -> Result<(BucketTarget, CredentialsProvider), Error> {
+    ctx.oss
+        .config()
+        .allow_list
+        .check(&desired.endpoint)
+        .map_err(|e| Error::EndpointNotAllowed(e.to_string()))?;
+    let credentials = credentials(resource, ctx).await?;
+    let target = BucketTarget {
+        bucket: desired.bucket.clone(),
+        region: desired.region.clone(),
+        endpoint: desired.endpoint.clone(),
+        signature_version: desired.signature_version,
+    };
+    Ok((target, credentials))
+}
+
 /// The object's Secret (read now, never cached or watched) or the operator's own credentials.
 async fn credentials(resource: &BucketEncryption, ctx: &Context) -> Result<CredentialsProvider, Error> {
     let Some(source) = &resource.spec.credentials else {
@@ -561,18 +572,7 @@ async fn finalize(resource: &BucketEncryption, ctx: &Context) -> Result<Action, 
         && resource.spec.management_policy == ManagementPolicy::Manage;
     if cleanup && let Ok(desired) = resource.spec.validate() {
         let result = async {
-            ctx.oss
-                .config()
-                .allow_list
-                .check(&desired.endpoint)
-                .map_err(|e| Error::EndpointNotAllowed(e.to_string()))?;
-            let credentials = credentials(resource, ctx).await?;
-            let target = BucketTarget {
-                bucket: desired.bucket.clone(),
-                region: desired.region.clone(),
-                endpoint: desired.endpoint.clone(),
-                signature_version: desired.signature_version,
-            };
+            let (target, credentials) = connect(resource, &desired, ctx).await?;
             match ctx.oss.delete_encryption(&target, &credentials).await {
                 Ok(reply) => Ok(Some(reply.request_id)),
                 // A bucket that is gone has no rule to remove.
