@@ -5,8 +5,10 @@
 //! - [`emulator`]: a faithful OSS stand-in for tests, benchmarks and the quickstart.
 
 pub mod api;
+pub mod cli;
 pub mod demo;
 pub mod emulator;
+pub mod manifest;
 pub mod oss;
 pub mod reconcile;
 

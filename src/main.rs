@@ -16,6 +16,21 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Show what apply would change: read each bucket's rule and compare it with the manifests.
+    /// Works without a cluster.
+    Plan {
+        #[command(flatten)]
+        common: ManifestArgs,
+        /// Exit 0 when nothing would change, 2 when changes are pending, 1 on any error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make each bucket's rule equal to the manifests (the controller's engine, once) and print
+    /// what was done. Idempotent: a second run changes nothing.
+    Apply {
+        #[command(flatten)]
+        common: ManifestArgs,
+    },
     /// Run the controller: reconcile BucketEncryption resources of the cluster in the current
     /// kubeconfig context (KUBECONFIG, ~/.kube/config, or the in-cluster service account).
     Run(RunArgs),
@@ -26,6 +41,122 @@ enum Command {
     Crd,
     /// Print the version.
     Version,
+}
+
+/// Flags shared by `plan` and `apply`.
+#[derive(Args, Debug)]
+struct ManifestArgs {
+    /// Files or directories of BucketEncryption manifests (YAML, multi-document, or JSON);
+    /// Secrets they name may be among them. Repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    paths: Vec<std::path::PathBuf>,
+
+    /// Namespace of documents that do not name one.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+
+    /// Start the bundled OSS emulator in-process, create the buckets the manifests name, and
+    /// target it instead of Alibaba Cloud (every resource uses the emulator's key).
+    #[arg(long)]
+    emulator: bool,
+
+    /// Send every request to this endpoint instead of each resource's own (host or https URL).
+    #[arg(long, conflicts_with = "emulator")]
+    endpoint: Option<String>,
+
+    /// A YAML or JSON file with accessKeyId, accessKeySecret and optionally securityToken, for
+    /// resources whose Secret is not among the manifests (default: the environment, then RRSA).
+    #[arg(long, value_name = "FILE")]
+    credentials_file: Option<std::path::PathBuf>,
+
+    /// Where credentials may be sent (as for `run`).
+    #[arg(long, value_delimiter = ',', default_value = ".aliyuncs.com")]
+    allowed_endpoint_suffixes: Vec<String>,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    output: OutputFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// Reads `--credentials-file`.
+fn credentials_file(path: &std::path::Path) -> Result<oss_encryption_operator::oss::Credentials, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|e| format!("{}: not YAML or JSON: {e}", path.display()))?;
+    let get = |key: &str| {
+        value
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let missing = |key: &str| format!("{}: no {key}", path.display());
+    let id = get("accessKeyId").ok_or_else(|| missing("accessKeyId"))?;
+    let secret = get("accessKeySecret").ok_or_else(|| missing("accessKeySecret"))?;
+    Ok(oss_encryption_operator::oss::Credentials::new(id, secret)
+        .with_security_token(get("securityToken").unwrap_or("")))
+}
+
+/// `plan` and `apply`: exit code 0, 1 (errors) or, with `--detailed-exitcode`, 2 (changes pending).
+async fn manifests_command(
+    mode: oss_encryption_operator::cli::Mode,
+    args: ManifestArgs,
+    detailed_exitcode: bool,
+) -> Result<u8, Box<dyn std::error::Error>> {
+    use oss_encryption_operator::cli;
+    let manifests = oss_encryption_operator::manifest::load(&args.paths, &args.namespace);
+    let config = ClientConfig {
+        allow_list: AllowList::new(&args.allowed_endpoint_suffixes),
+        ..ClientConfig::default()
+    };
+    let (emulator, engine) = if args.emulator {
+        let (emulator, engine) = cli::emulated(&manifests, config).await?;
+        (Some(emulator), engine)
+    } else {
+        let client = OssClient::new(config)?;
+        let default_credentials = match &args.credentials_file {
+            Some(path) => Some(credentials_file(path)?.into()),
+            None => CredentialsProvider::from_env(client.http().clone()).ok(),
+        };
+        let endpoint_override = args
+            .endpoint
+            .as_deref()
+            .map(oss_encryption_operator::oss::Endpoint::parse)
+            .transpose()?;
+        (
+            None,
+            cli::Engine {
+                client,
+                default_credentials,
+                endpoint_override,
+                ignore_secrets: false,
+            },
+        )
+    };
+    let report = cli::run(mode, &manifests, &engine).await;
+    match args.output {
+        OutputFormat::Table => {
+            if let Some(emulator) = &emulator {
+                println!("OSS emulator at {} (--emulator)\n", emulator.url());
+            }
+            print!("{}", cli::table(&report, mode));
+        }
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    if let Some(emulator) = emulator {
+        emulator.stop().await;
+    }
+    Ok(match (report.errors, report.changes, detailed_exitcode) {
+        (errors, _, _) if errors > 0 => 1,
+        (_, changes, true) if changes > 0 => 2,
+        _ => 0,
+    })
 }
 
 /// Flags of `run`.
@@ -129,6 +260,20 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Plan {
+            common,
+            detailed_exitcode,
+        } => exit_with(
+            manifests_command(
+                oss_encryption_operator::cli::Mode::Plan,
+                common,
+                detailed_exitcode,
+            )
+            .await,
+        ),
+        Command::Apply { common } => {
+            exit_with(manifests_command(oss_encryption_operator::cli::Mode::Apply, common, false).await)
+        }
         Command::Run(args) => match run(args).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(error) => {
@@ -153,6 +298,16 @@ async fn main() -> std::process::ExitCode {
         Command::Version => {
             println!("oss-encryption-operator {}", env!("CARGO_PKG_VERSION"));
             std::process::ExitCode::SUCCESS
+        }
+    }
+}
+
+fn exit_with(result: Result<u8, Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    match result {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
         }
     }
 }
