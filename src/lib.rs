@@ -11,6 +11,7 @@ pub mod emulator;
 pub mod manifest;
 pub mod oss;
 pub mod reconcile;
+pub mod telemetry;
 
 /// Makes ring the process's rustls crypto provider (reqwest is built without one). Idempotent.
 pub fn install_tls_provider() {

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use oss_encryption_operator::oss::{AllowList, ClientConfig, CredentialsProvider, OssClient};
-use oss_encryption_operator::reconcile::controller::{self, Settings};
+use oss_encryption_operator::reconcile::controller::{self, Settings, Telemetry};
+use oss_encryption_operator::telemetry::{self, Metrics};
 
 /// Keeps Alibaba Cloud OSS bucket default encryption equal to declared BucketEncryption resources.
 #[derive(Parser, Debug)]
@@ -196,6 +197,14 @@ struct RunArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     allow_operator_credentials: bool,
 
+    /// Address of the /metrics, /healthz and /readyz server.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: telemetry::LogFormat,
+
     /// The reportingInstance of events (defaults to the pod name).
     #[arg(long, env = "POD_NAME", default_value = "oss-encryption-operator")]
     instance: String,
@@ -214,12 +223,17 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         return Err("--oss-qps must be a positive number".into());
     }
     let client = kube::Client::try_default().await?;
+    let metrics = std::sync::Arc::new(Metrics::new());
     let oss = OssClient::new(ClientConfig {
         qps: args.oss_qps,
         burst: args.oss_burst,
         allow_list: AllowList::new(&args.allowed_endpoint_suffixes),
+        observer: Some(metrics.oss_observer()),
         ..ClientConfig::default()
     })?;
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| format!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr))?;
     let operator_credentials = if args.allow_operator_credentials {
         match CredentialsProvider::from_env(oss.http().clone()) {
             Ok(provider) => Some(provider),
@@ -239,11 +253,13 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         instance: args.instance,
     };
     tracing::info!(?settings, "starting the controller");
+    let telemetry = Telemetry { metrics, listener };
     controller::run(
         client,
         oss,
         operator_credentials,
         settings,
+        Some(telemetry),
         oss_encryption_operator::shutdown_signal(),
     )
     .await;
@@ -253,13 +269,12 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Run(args) => telemetry::init_logging(args.log_format, "info"),
+        _ => telemetry::init_logging(telemetry::LogFormat::Text, "warn"),
+    }
+    match cli.command {
         Command::Plan {
             common,
             detailed_exitcode,

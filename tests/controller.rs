@@ -607,3 +607,67 @@ async fn a_change_costs_one_get_one_put_and_one_status_write() {
     );
     assert_eq!(h.kube.count("patch", "bucketencryptions/status"), 1);
 }
+
+/// `name{labels} value` lines of an exposition, as a map.
+fn parse_exposition(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(key, value)| (key.to_owned(), value.parse().unwrap_or(f64::NAN)))
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_and_health_are_served() {
+    let mut h = Harness::start(&["metered"]).await;
+    h.stop_controller().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    h.telemetry = Some(oss_encryption_operator::reconcile::controller::Telemetry {
+        metrics: std::sync::Arc::new(oss_encryption_operator::telemetry::Metrics::new()),
+        listener,
+    });
+    h.start_controller();
+    h.create("metered", "metered", json!({})).await;
+    h.wait_ready("metered", "True", "InSync").await;
+
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{base}/healthz")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{base}/readyz")).send().await.unwrap().status(),
+        200,
+        "caches synced"
+    );
+    let response = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().await.unwrap();
+    assert!(text.ends_with("# EOF\n"));
+    let samples = parse_exposition(&text);
+    let value = |key: &str| {
+        samples
+            .get(key)
+            .copied()
+            .unwrap_or_else(|| panic!("no sample {key} in\n{text}"))
+    };
+    assert!(value(r#"oss_encryption_operator_reconciles_total{result="ok"}"#) >= 2.0);
+    assert!(
+        value(r#"oss_encryption_operator_oss_requests_total{api="GetBucketEncryption",outcome="200"}"#)
+            >= 1.0
+    );
+    assert_eq!(
+        value(r#"oss_encryption_operator_oss_requests_total{api="PutBucketEncryption",outcome="200"}"#),
+        1.0
+    );
+    assert_eq!(value(r#"oss_encryption_operator_objects{status="True"}"#), 1.0);
+    assert_eq!(value("oss_encryption_operator_leader"), 1.0);
+    assert!(value("oss_encryption_operator_reconcile_duration_seconds_count") >= 2.0);
+    assert!(!text.contains(support::oss::ACCESS_KEY_SECRET));
+}

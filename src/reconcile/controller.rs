@@ -25,6 +25,7 @@ use crate::oss::{
     BucketTarget, Classification, Credentials, CredentialsError, CredentialsProvider, EndpointError,
     OssClient, OssError, OssErrorKind,
 };
+use crate::telemetry::{self, Metrics, Probe};
 
 /// The field manager of every write the controller makes.
 pub const FIELD_MANAGER: &str = "oss-encryption-operator";
@@ -66,6 +67,7 @@ pub struct Context {
     pub operator_credentials: Option<CredentialsProvider>,
     pub recorder: Recorder,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
     /// Every object the controllers know, for conflict detection.
     stores: Vec<Store<Guarded>>,
     /// Consecutive failures per object (namespace/name), for backoff; cleared on success.
@@ -192,8 +194,19 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(0.9 + 0.2 * fastrand::f64())
 }
 
-/// Reconciles one object.
+/// Reconciles one object, timed and counted in the metrics.
 pub async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_object(object, ctx.clone()).await;
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(error) => error.metric_label(),
+    };
+    ctx.metrics.reconciled(label, started.elapsed());
+    result
+}
+
+async fn reconcile_object(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = object.namespace().unwrap_or_default();
     let resource = match &object.0 {
         Ok(resource) => resource,
@@ -682,13 +695,40 @@ pub fn backoff(error: &Error, failures: u32, draw: f64) -> Duration {
     ceiling.mul_f64(0.5 + 0.5 * draw.clamp(0.0, 1.0))
 }
 
+/// Where `/metrics`, `/healthz` and `/readyz` are served, and the metrics the OSS client feeds.
+pub struct Telemetry {
+    pub metrics: Arc<Metrics>,
+    pub listener: tokio::net::TcpListener,
+}
+
+/// Counts objects by Ready status across the caches.
+fn ready_counts(stores: &[Store<Guarded>]) -> std::collections::BTreeMap<String, i64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for store in stores {
+        for object in store.state() {
+            let status = match &object.0 {
+                Ok(resource) => resource
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                    .map_or("Unknown", |c| c.status.as_str())
+                    .to_owned(),
+                Err(_) => "False".to_owned(),
+            };
+            *counts.entry(status).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
 /// Builds the controllers (one per watched namespace, or one for all) and runs them until
-/// `shutdown` resolves.
+/// `shutdown` resolves; with `telemetry`, also serves metrics and health on its listener.
 pub async fn run(
     client: kube::Client,
     oss: OssClient,
     operator_credentials: Option<CredentialsProvider>,
     settings: Settings,
+    telemetry: Option<Telemetry>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let mut config = watcher::Config::default().any_semantic();
@@ -707,13 +747,26 @@ pub async fn run(
     // Only generation changes (spec edits, deletion) and new objects trigger a reconcile: the
     // controller's own status and finalizer writes do not feed back into it, and everything else
     // is caught by the resync interval.
+    // Caches count as synced once every watcher has finished its first list (InitDone). Counted
+    // from the event stream: `Store::wait_until_ready` wakes only one waiter, and the controller
+    // itself waits on it.
+    let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watched = apis.len();
     let controllers: Vec<Controller<Guarded>> = apis
         .into_iter()
         .map(|api| {
             let (reader, writer) = reflector::store();
+            let synced = synced.clone();
+            let mut counted = false;
             let triggers = watcher(api, config.clone())
                 .default_backoff()
                 .reflect(writer)
+                .inspect(move |event| {
+                    if !counted && matches!(event, Ok(watcher::Event::InitDone)) {
+                        counted = true;
+                        synced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
                 .applied_objects()
                 .predicate_filter(predicates::generation, Default::default());
             Controller::for_stream(triggers, reader)
@@ -727,15 +780,22 @@ pub async fn run(
             instance: Some(settings.instance.clone()),
         },
     );
+    let metrics = telemetry
+        .as_ref()
+        .map_or_else(|| Arc::new(Metrics::new()), |t| t.metrics.clone());
+    metrics.set_leader(true);
+    let stores: Vec<Store<Guarded>> = controllers.iter().map(Controller::store).collect();
     let context = Arc::new(Context {
         client,
         oss,
         operator_credentials,
         recorder,
-        stores: controllers.iter().map(Controller::store).collect(),
+        stores: stores.clone(),
         settings,
+        metrics: metrics.clone(),
         failures: Mutex::new(HashMap::new()),
     });
+
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let started = tokio::time::Instant::now();
     tokio::spawn(async move {
@@ -747,6 +807,23 @@ pub async fn run(
         let _ = stop.send(true);
     });
     let mut stopping = stopped.clone();
+    if let Some(telemetry) = telemetry {
+        let probe = Probe {
+            metrics,
+            ready: Arc::new(move || synced.load(std::sync::atomic::Ordering::Relaxed) >= watched),
+            objects: Arc::new(move || ready_counts(&stores)),
+        };
+        let mut server_stop = stopped.clone();
+        let server =
+            axum::serve(telemetry.listener, telemetry::router(probe)).with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            });
+        tokio::spawn(async move {
+            if let Err(error) = server.await {
+                tracing::error!(%error, "the metrics server stopped");
+            }
+        });
+    }
     let runs = controllers.into_iter().map(|controller| {
         let mut stopped = stopped.clone();
         controller

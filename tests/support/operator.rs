@@ -25,6 +25,8 @@ pub struct Harness {
     pub settings: Settings,
     /// The operator's own credentials (none by default: resources name a Secret).
     pub operator_credentials: Option<oss_encryption_operator::oss::CredentialsProvider>,
+    /// Metrics and health served by the next controller start (taken by it).
+    pub telemetry: Option<controller::Telemetry>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -61,6 +63,7 @@ impl Harness {
             api,
             settings,
             operator_credentials: None,
+            telemetry: None,
             stop: None,
             task: None,
         };
@@ -74,6 +77,7 @@ impl Harness {
             retry: fast_retries(3),
             qps: 1000.0,
             burst: 1000,
+            observer: self.telemetry.as_ref().map(|t| t.metrics.oss_observer()),
             ..ClientConfig::default()
         };
         config.allow_list.allow(self.oss.emulator.endpoint().authority());
@@ -86,8 +90,9 @@ impl Harness {
         let oss = self.oss_client();
         let settings = self.settings.clone();
         let operator_credentials = self.operator_credentials.clone();
+        let telemetry = self.telemetry.take();
         self.task = Some(tokio::spawn(async move {
-            controller::run(client, oss, operator_credentials, settings, async {
+            controller::run(client, oss, operator_credentials, settings, telemetry, async {
                 let _ = stopped.await;
             })
             .await;

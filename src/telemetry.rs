@@ -1,0 +1,275 @@
+//! Logs (text or JSON), Prometheus metrics, and the `/metrics`, `/healthz`, `/readyz` server.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::oss::{Observer, Operation};
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the global tracing subscriber (`RUST_LOG` filters, else `default_filter`). Logs go
+/// to stderr.
+pub fn init_logging(format: LogFormat, default_filter: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+    };
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OssLabels {
+    api: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabel {
+    api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadyLabel {
+    status: String,
+}
+
+/// The operator's metrics.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ResultLabel, Counter>,
+    reconcile_duration: Histogram,
+    oss_requests: Family<OssLabels, Counter>,
+    oss_request_duration: Family<ApiLabel, Histogram>,
+    drift_corrections: Counter,
+    objects: Family<ReadyLabel, Gauge>,
+    leader: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("oss_encryption_operator");
+        let reconciles = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by result (ok or an error label)",
+            reconciles.clone(),
+        );
+        let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            reconcile_duration.clone(),
+        );
+        let oss_requests = Family::<OssLabels, Counter>::default();
+        registry.register(
+            "oss_requests",
+            "OSS request attempts by API and outcome (HTTP status, timeout, connection, credentials)",
+            oss_requests.clone(),
+        );
+        let oss_request_duration = Family::<ApiLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        registry.register(
+            "oss_request_duration_seconds",
+            "Duration of one OSS request attempt",
+            oss_request_duration.clone(),
+        );
+        let drift_corrections = Counter::default();
+        registry.register(
+            "drift_corrections",
+            "Rules found changed behind the operator's back and put right",
+            drift_corrections.clone(),
+        );
+        let objects = Family::<ReadyLabel, Gauge>::default();
+        registry.register(
+            "objects",
+            "BucketEncryption objects by Ready status",
+            objects.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this instance reconciles (is the leader)",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_duration,
+            oss_requests,
+            oss_request_duration,
+            drift_corrections,
+            objects,
+            leader,
+        }
+    }
+
+    /// Records one reconcile.
+    pub fn reconciled(&self, result: &str, duration: Duration) {
+        self.reconciles
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
+        self.reconcile_duration.observe(duration.as_secs_f64());
+    }
+
+    pub fn drift_corrected(&self) {
+        self.drift_corrections.inc();
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// Replaces the objects-by-Ready gauges (computed from the caches at scrape time).
+    pub fn set_objects(&self, counts: &BTreeMap<String, i64>) {
+        for status in ["True", "False", "Unknown"] {
+            self.objects
+                .get_or_create(&ReadyLabel {
+                    status: status.into(),
+                })
+                .set(counts.get(status).copied().unwrap_or(0));
+        }
+    }
+
+    /// An observer for the OSS client that feeds the OSS metrics.
+    pub fn oss_observer(self: &Arc<Self>) -> Observer {
+        let metrics = self.clone();
+        Observer(Arc::new(
+            move |op: Operation, outcome: &str, duration: Duration| {
+                metrics
+                    .oss_requests
+                    .get_or_create(&OssLabels {
+                        api: op.as_str().to_owned(),
+                        outcome: outcome.to_owned(),
+                    })
+                    .inc();
+                metrics
+                    .oss_request_duration
+                    .get_or_create(&ApiLabel {
+                        api: op.as_str().to_owned(),
+                    })
+                    .observe(duration.as_secs_f64());
+            },
+        ))
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// What the HTTP endpoints read.
+#[derive(Clone)]
+pub struct Probe {
+    pub metrics: Arc<Metrics>,
+    /// True once the controller's caches are synced.
+    pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Counts of objects by Ready status, from the caches.
+    pub objects: Arc<dyn Fn() -> BTreeMap<String, i64> + Send + Sync>,
+}
+
+async fn metrics(State(probe): State<Probe>) -> impl IntoResponse {
+    probe.metrics.set_objects(&(probe.objects)());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        probe.metrics.encode(),
+    )
+}
+
+async fn readyz(State(probe): State<Probe>) -> (StatusCode, &'static str) {
+    if (probe.ready)() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+    }
+}
+
+/// The router for `/metrics`, `/healthz` (alive) and `/readyz` (caches synced).
+pub fn router(probe: Probe) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(probe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_every_metric() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.reconciled("ok", Duration::from_millis(20));
+        metrics.drift_corrected();
+        metrics.set_leader(true);
+        (metrics.oss_observer().0)(Operation::GetBucketEncryption, "200", Duration::from_millis(3));
+        metrics.set_objects(&BTreeMap::from([("True".to_owned(), 3)]));
+        let text = metrics.encode();
+        for line in [
+            "oss_encryption_operator_reconciles_total{result=\"ok\"} 1",
+            "oss_encryption_operator_oss_requests_total{api=\"GetBucketEncryption\",outcome=\"200\"} 1",
+            "oss_encryption_operator_drift_corrections_total 1",
+            "oss_encryption_operator_objects{status=\"True\"} 3",
+            "oss_encryption_operator_objects{status=\"False\"} 0",
+            "oss_encryption_operator_leader 1",
+            "oss_encryption_operator_reconcile_duration_seconds_count 1",
+            "oss_encryption_operator_oss_request_duration_seconds_count{api=\"GetBucketEncryption\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
