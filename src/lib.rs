@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod demo;
 pub mod emulator;
+pub mod leader;
 pub mod manifest;
 pub mod oss;
 pub mod reconcile;

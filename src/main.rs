@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use oss_encryption_operator::leader::{self, Election, Ended};
 use oss_encryption_operator::oss::{AllowList, ClientConfig, CredentialsProvider, OssClient};
-use oss_encryption_operator::reconcile::controller::{self, Settings, Telemetry};
+use oss_encryption_operator::reconcile::controller::{self, Health, Settings};
 use oss_encryption_operator::telemetry::{self, Metrics};
 
 /// Keeps Alibaba Cloud OSS bucket default encryption equal to declared BucketEncryption resources.
@@ -197,6 +198,18 @@ struct RunArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     allow_operator_credentials: bool,
 
+    /// Run several replicas: only the holder of a coordination.k8s.io Lease reconciles.
+    #[arg(long)]
+    leader_election: bool,
+
+    /// Namespace of the Lease (defaults to the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+
+    /// Name of the Lease; shards (--namespace, --label-selector) need one each.
+    #[arg(long, default_value = "oss-encryption-operator")]
+    leader_election_lease: String,
+
     /// Address of the /metrics, /healthz and /readyz server.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
@@ -253,16 +266,61 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         instance: args.instance,
     };
     tracing::info!(?settings, "starting the controller");
-    let telemetry = Telemetry { metrics, listener };
-    controller::run(
-        client,
-        oss,
-        operator_credentials,
-        settings,
-        Some(telemetry),
-        oss_encryption_operator::shutdown_signal(),
-    )
-    .await;
+    // One shutdown signal for the HTTP server, the election and the controller.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        oss_encryption_operator::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let health = Health::default();
+    let server = tokio::spawn(telemetry::serve(
+        listener,
+        health.probe(metrics.clone()),
+        stopped(),
+    ));
+    let instance = settings.instance.clone();
+    if args.leader_election {
+        let election = Election {
+            namespace: args.leader_election_namespace,
+            lease: args.leader_election_lease,
+            identity: instance,
+            duration: Duration::from_secs(15),
+            grace: Duration::from_secs(5),
+        };
+        let work = |stop| {
+            controller::run(
+                client.clone(),
+                oss,
+                operator_credentials,
+                settings,
+                metrics,
+                health,
+                stop,
+            )
+        };
+        let ended = leader::lead(client.clone(), election, work, stopped()).await?;
+        if ended == Ended::LeadershipLost {
+            return Err("lost the leader lease; exiting so that a fresh start waits for it again".into());
+        }
+    } else {
+        controller::run(
+            client,
+            oss,
+            operator_credentials,
+            settings,
+            metrics,
+            health,
+            stopped(),
+        )
+        .await;
+    }
+    let _ = server.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -236,6 +236,18 @@ async fn readyz(State(probe): State<Probe>) -> (StatusCode, &'static str) {
     }
 }
 
+/// Serves the router on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    probe: Probe,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    axum::serve(listener, router(probe))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// The router for `/metrics`, `/healthz` (alive) and `/readyz` (caches synced).
 pub fn router(probe: Probe) -> Router {
     Router::new()

@@ -619,15 +619,15 @@ fn parse_exposition(text: &str) -> std::collections::BTreeMap<String, f64> {
 
 #[tokio::test]
 async fn metrics_and_health_are_served() {
-    let mut h = Harness::start(&["metered"]).await;
-    h.stop_controller().await;
+    let h = Harness::start(&["metered"]).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    h.telemetry = Some(oss_encryption_operator::reconcile::controller::Telemetry {
-        metrics: std::sync::Arc::new(oss_encryption_operator::telemetry::Metrics::new()),
+    let probe = h.health.probe(h.metrics.clone());
+    tokio::spawn(oss_encryption_operator::telemetry::serve(
         listener,
-    });
-    h.start_controller();
+        probe,
+        std::future::pending(),
+    ));
     h.create("metered", "metered", json!({})).await;
     h.wait_ready("metered", "True", "InSync").await;
 
@@ -670,4 +670,191 @@ async fn metrics_and_health_are_served() {
     assert_eq!(value("oss_encryption_operator_leader"), 1.0);
     assert!(value("oss_encryption_operator_reconcile_duration_seconds_count") >= 2.0);
     assert!(!text.contains(support::oss::ACCESS_KEY_SECRET));
+}
+
+/// Runs one replica with leader election until `stop` fires; returns why it ended.
+fn replica(
+    h: &Harness,
+    identity: &str,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<oss_encryption_operator::leader::Ended> {
+    use oss_encryption_operator::leader::{Election, lead};
+    use oss_encryption_operator::reconcile::controller::{self, Health};
+    let client = h.kube.client();
+    let oss = h.oss_client();
+    let mut settings = h.settings.clone();
+    settings.instance = identity.to_owned();
+    let election = Election {
+        namespace: "team-a".into(),
+        lease: "operator".into(),
+        identity: identity.to_owned(),
+        duration: Duration::from_secs(3),
+        grace: Duration::from_secs(1),
+    };
+    let metrics = h.metrics.clone();
+    tokio::spawn(async move {
+        let work = |stop_signal| {
+            controller::run(
+                client.clone(),
+                oss,
+                None,
+                settings,
+                metrics,
+                Health::default(),
+                stop_signal,
+            )
+        };
+        lead(client.clone(), election, work, async {
+            let _ = stop.await;
+        })
+        .await
+        .expect("the election runs")
+    })
+}
+
+/// (reason, reportingInstance) of the events about an object.
+async fn events_by_instance(h: &Harness, name: &str) -> Vec<(String, String)> {
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(h.kube.client(), "team-a");
+    events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| {
+            (
+                e.reason.unwrap_or_default(),
+                e.reporting_instance.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn only_the_leader_reconciles_and_a_standby_takes_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use oss_encryption_operator::leader::Ended;
+    let mut h = Harness::start(&["led"]).await;
+    h.stop_controller().await;
+    let (stop_a, stop_a_rx) = tokio::sync::oneshot::channel();
+    let (stop_b, stop_b_rx) = tokio::sync::oneshot::channel();
+    let a = replica(&h, "replica-a", stop_a_rx);
+    let leases: kube::Api<Lease> = kube::Api::namespaced(h.kube.client(), "team-a");
+    let holder = || async {
+        leases
+            .get_opt("operator")
+            .await
+            .unwrap()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+    };
+    for _ in 0..200 {
+        if holder().await.as_deref() == Some("replica-a") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        holder().await.as_deref(),
+        Some("replica-a"),
+        "the first replica leads"
+    );
+    let b = replica(&h, "replica-b", stop_b_rx);
+
+    h.create("led", "led", json!({})).await;
+    h.wait_ready("led", "True", "InSync").await;
+    let events = events_by_instance(&h, "led").await;
+    assert!(
+        !events.is_empty() && events.iter().all(|(_, who)| who == "replica-a"),
+        "only the leader acts: {events:?}"
+    );
+    assert_eq!(holder().await.as_deref(), Some("replica-a"), "the standby waits");
+
+    // The leader stops and releases the lease; the standby takes over and reconciles.
+    stop_a.send(()).unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(20), a)
+            .await
+            .unwrap()
+            .unwrap(),
+        Ended::Shutdown
+    );
+    for _ in 0..400 {
+        if holder().await.as_deref() == Some("replica-b") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(holder().await.as_deref(), Some("replica-b"), "hand-over");
+    h.api
+        .patch(
+            "led",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"algorithm": "SM4"}})),
+        )
+        .await
+        .unwrap();
+    h.wait_for("led", "generation 2 in sync", |o| {
+        o.status
+            .as_ref()
+            .is_some_and(|s| s.observed_generation == Some(2))
+            && condition(o, "Ready").is_some_and(|(status, _)| status == "True")
+    })
+    .await;
+    assert_eq!(h.oss_rule("led"), rule("SM4", "", ""));
+    let events = events_by_instance(&h, "led").await;
+    assert!(
+        events.iter().any(|(_, who)| who == "replica-b"),
+        "the new leader acted: {events:?}"
+    );
+    stop_b.send(()).unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(20), b)
+            .await
+            .unwrap()
+            .unwrap(),
+        Ended::Shutdown
+    );
+}
+
+#[tokio::test]
+async fn losing_the_lease_stops_reconciling() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use oss_encryption_operator::leader::Ended;
+    let mut h = Harness::start(&["usurped"]).await;
+    h.stop_controller().await;
+    let (_stop, stop_rx) = tokio::sync::oneshot::channel();
+    let a = replica(&h, "replica-a", stop_rx);
+    h.create("usurped", "usurped", json!({})).await;
+    h.wait_ready("usurped", "True", "InSync").await;
+
+    // Another holder takes the lease (as after a network partition).
+    let leases: kube::Api<Lease> = kube::Api::namespaced(h.kube.client(), "team-a");
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    leases
+        .patch(
+            "operator",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"holderIdentity": "intruder", "renewTime": now, "leaseDurationSeconds": 60}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(20), a)
+        .await
+        .expect("the replica notices")
+        .unwrap();
+    assert_eq!(ended, Ended::LeadershipLost);
+    h.oss.emulator.state().set_rule("usurped", None);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        h.oss_rule("usurped"),
+        None,
+        "a replica without the lease corrects nothing"
+    );
 }

@@ -103,6 +103,25 @@ fn rbac_grants_exactly_the_verbs_used() {
     assert_eq!(grants["bucketencryptions/status"], ["patch"]);
     assert_eq!(grants["events"], ["create", "patch"]);
     assert_eq!(grants.len(), 4, "nothing else: {grants:?}");
+
+    // Leases only in the operator's namespace, through a Role.
+    let kinds = by_kind(&objects);
+    let role = &kinds["Role"][0];
+    assert_eq!(
+        role["metadata"]["namespace"],
+        kinds["Namespace"][0]["metadata"]["name"]
+    );
+    assert_eq!(role["rules"][0]["resources"], serde_json::json!(["leases"]));
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        serde_json::json!(["get", "create", "patch"])
+    );
+    let binding = &kinds["RoleBinding"][0];
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"][0]["name"],
+        kinds["ServiceAccount"][0]["metadata"]["name"]
+    );
 }
 
 #[test]

@@ -25,7 +25,7 @@ use crate::oss::{
     BucketTarget, Classification, Credentials, CredentialsError, CredentialsProvider, EndpointError,
     OssClient, OssError, OssErrorKind,
 };
-use crate::telemetry::{self, Metrics, Probe};
+use crate::telemetry::{Metrics, Probe};
 
 /// The field manager of every write the controller makes.
 pub const FIELD_MANAGER: &str = "oss-encryption-operator";
@@ -695,40 +695,66 @@ pub fn backoff(error: &Error, failures: u32, draw: f64) -> Duration {
     ceiling.mul_f64(0.5 + 0.5 * draw.clamp(0.0, 1.0))
 }
 
-/// Where `/metrics`, `/healthz` and `/readyz` are served, and the metrics the OSS client feeds.
-pub struct Telemetry {
-    pub metrics: Arc<Metrics>,
-    pub listener: tokio::net::TcpListener,
+/// What `/readyz` and the objects gauge read: filled in by [`run`], shared with the HTTP server,
+/// which runs for the whole process (also while this instance waits to become leader).
+#[derive(Clone, Default)]
+pub struct Health {
+    /// Watchers that finished their first list.
+    synced: Arc<std::sync::atomic::AtomicUsize>,
+    /// Watchers started by the running controller (0 while not leading).
+    watched: Arc<std::sync::atomic::AtomicUsize>,
+    stores: Arc<Mutex<Vec<Store<Guarded>>>>,
 }
 
-/// Counts objects by Ready status across the caches.
-fn ready_counts(stores: &[Store<Guarded>]) -> std::collections::BTreeMap<String, i64> {
-    let mut counts = std::collections::BTreeMap::new();
-    for store in stores {
-        for object in store.state() {
-            let status = match &object.0 {
-                Ok(resource) => resource
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-                    .map_or("Unknown", |c| c.status.as_str())
-                    .to_owned(),
-                Err(_) => "False".to_owned(),
-            };
-            *counts.entry(status).or_insert(0) += 1;
+impl Health {
+    /// Ready when not reconciling (a standby replica) or once every cache is synced.
+    pub fn ready(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let watched = self.watched.load(Relaxed);
+        watched == 0 || self.synced.load(Relaxed) >= watched
+    }
+
+    /// Objects by Ready status across the caches.
+    pub fn ready_counts(&self) -> std::collections::BTreeMap<String, i64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for store in self.stores.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            for object in store.state() {
+                let status = match &object.0 {
+                    Ok(resource) => resource
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                        .map_or("Unknown", |c| c.status.as_str())
+                        .to_owned(),
+                    Err(_) => "False".to_owned(),
+                };
+                *counts.entry(status).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// The probe for the HTTP server.
+    pub fn probe(&self, metrics: Arc<Metrics>) -> Probe {
+        let ready = self.clone();
+        let counts = self.clone();
+        Probe {
+            metrics,
+            ready: Arc::new(move || ready.ready()),
+            objects: Arc::new(move || counts.ready_counts()),
         }
     }
-    counts
 }
 
 /// Builds the controllers (one per watched namespace, or one for all) and runs them until
-/// `shutdown` resolves; with `telemetry`, also serves metrics and health on its listener.
+/// `shutdown` resolves, reporting into `metrics` and `health`.
 pub async fn run(
     client: kube::Client,
     oss: OssClient,
     operator_credentials: Option<CredentialsProvider>,
     settings: Settings,
-    telemetry: Option<Telemetry>,
+    metrics: Arc<Metrics>,
+    health: Health,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let mut config = watcher::Config::default().any_semantic();
@@ -750,13 +776,15 @@ pub async fn run(
     // Caches count as synced once every watcher has finished its first list (InitDone). Counted
     // from the event stream: `Store::wait_until_ready` wakes only one waiter, and the controller
     // itself waits on it.
-    let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let watched = apis.len();
+    health.synced.store(0, std::sync::atomic::Ordering::Relaxed);
+    health
+        .watched
+        .store(apis.len(), std::sync::atomic::Ordering::Relaxed);
     let controllers: Vec<Controller<Guarded>> = apis
         .into_iter()
         .map(|api| {
             let (reader, writer) = reflector::store();
-            let synced = synced.clone();
+            let synced = health.synced.clone();
             let mut counted = false;
             let triggers = watcher(api, config.clone())
                 .default_backoff()
@@ -780,11 +808,9 @@ pub async fn run(
             instance: Some(settings.instance.clone()),
         },
     );
-    let metrics = telemetry
-        .as_ref()
-        .map_or_else(|| Arc::new(Metrics::new()), |t| t.metrics.clone());
     metrics.set_leader(true);
     let stores: Vec<Store<Guarded>> = controllers.iter().map(Controller::store).collect();
+    *health.stores.lock().unwrap_or_else(|p| p.into_inner()) = stores.clone();
     let context = Arc::new(Context {
         client,
         oss,
@@ -807,23 +833,6 @@ pub async fn run(
         let _ = stop.send(true);
     });
     let mut stopping = stopped.clone();
-    if let Some(telemetry) = telemetry {
-        let probe = Probe {
-            metrics,
-            ready: Arc::new(move || synced.load(std::sync::atomic::Ordering::Relaxed) >= watched),
-            objects: Arc::new(move || ready_counts(&stores)),
-        };
-        let mut server_stop = stopped.clone();
-        let server =
-            axum::serve(telemetry.listener, telemetry::router(probe)).with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            });
-        tokio::spawn(async move {
-            if let Err(error) = server.await {
-                tracing::error!(%error, "the metrics server stopped");
-            }
-        });
-    }
     let runs = controllers.into_iter().map(|controller| {
         let mut stopped = stopped.clone();
         controller
@@ -846,6 +855,9 @@ pub async fn run(
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => tracing::warn!(?SHUTDOWN_GRACE, "reconciles still running after the grace period; stopping anyway"),
     }
+    metrics.set_leader(false);
+    health.watched.store(0, std::sync::atomic::Ordering::Relaxed);
+    health.stores.lock().unwrap_or_else(|p| p.into_inner()).clear();
 }
 
 /// How long shutdown waits for running reconciles before stopping anyway.

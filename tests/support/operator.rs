@@ -25,8 +25,10 @@ pub struct Harness {
     pub settings: Settings,
     /// The operator's own credentials (none by default: resources name a Secret).
     pub operator_credentials: Option<oss_encryption_operator::oss::CredentialsProvider>,
-    /// Metrics and health served by the next controller start (taken by it).
-    pub telemetry: Option<controller::Telemetry>,
+    /// Metrics the controller and its OSS client report into.
+    pub metrics: std::sync::Arc<oss_encryption_operator::telemetry::Metrics>,
+    /// What the health endpoints read.
+    pub health: controller::Health,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -63,7 +65,8 @@ impl Harness {
             api,
             settings,
             operator_credentials: None,
-            telemetry: None,
+            metrics: std::sync::Arc::new(oss_encryption_operator::telemetry::Metrics::new()),
+            health: controller::Health::default(),
             stop: None,
             task: None,
         };
@@ -77,7 +80,7 @@ impl Harness {
             retry: fast_retries(3),
             qps: 1000.0,
             burst: 1000,
-            observer: self.telemetry.as_ref().map(|t| t.metrics.oss_observer()),
+            observer: Some(self.metrics.oss_observer()),
             ..ClientConfig::default()
         };
         config.allow_list.allow(self.oss.emulator.endpoint().authority());
@@ -90,11 +93,19 @@ impl Harness {
         let oss = self.oss_client();
         let settings = self.settings.clone();
         let operator_credentials = self.operator_credentials.clone();
-        let telemetry = self.telemetry.take();
+        let (metrics, health) = (self.metrics.clone(), self.health.clone());
         self.task = Some(tokio::spawn(async move {
-            controller::run(client, oss, operator_credentials, settings, telemetry, async {
-                let _ = stopped.await;
-            })
+            controller::run(
+                client,
+                oss,
+                operator_credentials,
+                settings,
+                metrics,
+                health,
+                async {
+                    let _ = stopped.await;
+                },
+            )
             .await;
         }));
         self.stop = Some(stop);

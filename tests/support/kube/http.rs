@@ -14,6 +14,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::store::{ApiError, PatchKind, ResourceDef, Store, Writer};
 
+/// API groups of the built-in types served here.
+const BUILTIN_GROUPS: &[&str] = &["", "coordination.k8s.io", "events.k8s.io", "apiextensions.k8s.io"];
+
 /// Faults the server injects; see `KubeApiServer::set_faults`.
 #[derive(Clone, Debug, Default)]
 pub struct KubeFaults {
@@ -318,7 +321,12 @@ pub async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Respo
                 "application/merge-patch+json" => Some(PatchKind::Merge),
                 "application/json-patch+json" => Some(PatchKind::Json),
                 "application/apply-patch+yaml" => Some(PatchKind::Apply),
-                // Strategic merge patch: for the custom resources served here it is refused, as by the real server.
+                // Strategic merge patch exists for built-in types only (the real server refuses it
+                // for custom resources); the built-ins served here have no list merge keys in the
+                // fields patched, so it is a merge patch.
+                "application/strategic-merge-patch+json" if BUILTIN_GROUPS.contains(&def.group.as_str()) => {
+                    Some(PatchKind::Merge)
+                }
                 _ => None,
             };
             match kind {

@@ -13,7 +13,7 @@
 //!   `409 AlreadyExists`, `dryRun=All` stores nothing), get (`404 NotFound` Status), list
 //!   (namespaced and all namespaces, label selectors with `=`, `!=`, `in`, `notin`, exists,
 //!   `!`; field selectors on `metadata.name`/`metadata.namespace`; `limit`/`continue`, list
-//!   resourceVersion), update (PUT), patch (merge, JSON, apply), delete.
+//!   resourceVersion), update (PUT), patch (merge, JSON, apply, strategic for built-ins), delete.
 //! - Watch: newline-delimited JSON from a resourceVersion (history replay), or synthetic `ADDED`
 //!   for everything first (no resourceVersion, `0`, or `sendInitialEvents=true`, which ends its
 //!   burst with the `k8s.io/initial-events-end` BOOKMARK); `allowWatchBookmarks` BOOKMARKs 2 s
@@ -42,7 +42,8 @@
 //!   finalizers and ownerReferences, and managedFields entries carry the same `time`.
 //! - Updates take ownership of the leaf fields whose values they change; managedFields content
 //!   otherwise differs in detail from the real server's (only its effects are compared).
-//! - Strategic merge patch is not supported (`415`); the operator never sends it to these types.
+//! - Strategic merge patch is accepted for the built-in types only and applied as a merge patch
+//!   (no list merge keys); custom resources answer `415`, as the real server does.
 //! - Watch history keeps the last 100,000 events; resourceVersions are one global counter
 //!   starting at 1000 (so resourceVersion 1 is always too old).
 //! - A `429`/`500` fault is answered before the request touches the store.
