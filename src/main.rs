@@ -40,7 +40,11 @@ enum Command {
     /// (put, read back, delete) with V4 and V1 signatures; exits non-zero if anything differs.
     Demo,
     /// Print the BucketEncryption CustomResourceDefinition as YAML (what crds/bucketencryption.yaml holds).
-    Crd,
+    Crd {
+        /// Print the resource reference (Markdown table) instead.
+        #[arg(long)]
+        reference: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -364,8 +368,12 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
-        Command::Crd => {
-            print!("{}", oss_encryption_operator::api::crd_yaml());
+        Command::Crd { reference } => {
+            if reference {
+                print!("{}", oss_encryption_operator::api::reference_markdown());
+            } else {
+                print!("{}", oss_encryption_operator::api::crd_yaml());
+            }
             std::process::ExitCode::SUCCESS
         }
         Command::Version => {

@@ -122,3 +122,17 @@ fn invalid_specs_fail_with_clear_messages() {
         .to_string();
     assert!(err.contains("DES"), "{err}");
 }
+
+#[test]
+fn the_readme_reference_is_the_generated_one() {
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    let start = readme
+        .find("<!-- reference:start -->\n")
+        .expect("README has the reference markers")
+        + 25;
+    let end = readme.find("<!-- reference:end -->").unwrap();
+    assert!(
+        readme[start..end] == oss_encryption_operator::api::reference_markdown(),
+        "README's resource reference is stale: paste `oss-encryption-operator crd --reference`"
+    );
+}
