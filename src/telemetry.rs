@@ -52,6 +52,7 @@ struct ResultLabel {
 struct OssLabels {
     api: String,
     outcome: String,
+    code: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -106,7 +107,7 @@ impl Metrics {
         let oss_requests = Family::<OssLabels, Counter>::default();
         registry.register(
             "oss_requests",
-            "OSS request attempts by API and outcome (HTTP status, timeout, connection, credentials)",
+            "OSS request attempts by API, outcome (HTTP status, timeout, connection, credentials) and OSS error code",
             oss_requests.clone(),
         );
         let oss_request_duration = Family::<ApiLabel, Histogram>::new_with_constructor(|| {
@@ -180,12 +181,13 @@ impl Metrics {
     pub fn oss_observer(self: &Arc<Self>) -> Observer {
         let metrics = self.clone();
         Observer(Arc::new(
-            move |op: Operation, outcome: &str, duration: Duration| {
+            move |op: Operation, outcome: &str, code: &str, duration: Duration| {
                 metrics
                     .oss_requests
                     .get_or_create(&OssLabels {
                         api: op.as_str().to_owned(),
                         outcome: outcome.to_owned(),
+                        code: code.to_owned(),
                     })
                     .inc();
                 metrics
@@ -267,12 +269,24 @@ mod tests {
         metrics.reconciled("ok", Duration::from_millis(20));
         metrics.drift_corrected();
         metrics.set_leader(true);
-        (metrics.oss_observer().0)(Operation::GetBucketEncryption, "200", Duration::from_millis(3));
+        (metrics.oss_observer().0)(
+            Operation::GetBucketEncryption,
+            "200",
+            "",
+            Duration::from_millis(3),
+        );
+        (metrics.oss_observer().0)(
+            Operation::PutBucketEncryption,
+            "403",
+            "AccessDenied",
+            Duration::from_millis(3),
+        );
         metrics.set_objects(&BTreeMap::from([("True".to_owned(), 3)]));
         let text = metrics.encode();
         for line in [
             "oss_encryption_operator_reconciles_total{result=\"ok\"} 1",
-            "oss_encryption_operator_oss_requests_total{api=\"GetBucketEncryption\",outcome=\"200\"} 1",
+            "oss_encryption_operator_oss_requests_total{api=\"GetBucketEncryption\",outcome=\"200\",code=\"\"} 1",
+            "oss_encryption_operator_oss_requests_total{api=\"PutBucketEncryption\",outcome=\"403\",code=\"AccessDenied\"} 1",
             "oss_encryption_operator_drift_corrections_total 1",
             "oss_encryption_operator_objects{status=\"True\"} 3",
             "oss_encryption_operator_objects{status=\"False\"} 0",

@@ -659,11 +659,14 @@ async fn metrics_and_health_are_served() {
     };
     assert!(value(r#"oss_encryption_operator_reconciles_total{result="ok"}"#) >= 2.0);
     assert!(
-        value(r#"oss_encryption_operator_oss_requests_total{api="GetBucketEncryption",outcome="200"}"#)
-            >= 1.0
+        value(
+            r#"oss_encryption_operator_oss_requests_total{api="GetBucketEncryption",outcome="200",code=""}"#
+        ) >= 1.0
     );
     assert_eq!(
-        value(r#"oss_encryption_operator_oss_requests_total{api="PutBucketEncryption",outcome="200"}"#),
+        value(
+            r#"oss_encryption_operator_oss_requests_total{api="PutBucketEncryption",outcome="200",code=""}"#
+        ),
         1.0
     );
     assert_eq!(value(r#"oss_encryption_operator_objects{status="True"}"#), 1.0);

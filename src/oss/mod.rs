@@ -109,13 +109,13 @@ impl RetryPolicy {
 }
 
 /// Told about every OSS attempt: the operation, its outcome (HTTP status such as `"200"`, or
-/// `"timeout"`, `"connection"`, `"credentials"`) and how long it took. For metrics; keeps `oss/`
-/// free of any metrics library.
+/// `"timeout"`, `"connection"`, `"credentials"`), the OSS error code (empty on success) and how
+/// long it took. For metrics; keeps `oss/` free of any metrics library.
 #[derive(Clone)]
 pub struct Observer(pub Arc<ObserveFn>);
 
 /// The function an [`Observer`] calls: operation, outcome, duration.
-pub type ObserveFn = dyn Fn(Operation, &str, Duration) + Send + Sync;
+pub type ObserveFn = dyn Fn(Operation, &str, &str, Duration) + Send + Sync;
 
 impl std::fmt::Debug for Observer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -321,14 +321,14 @@ impl OssClient {
             let started = std::time::Instant::now();
             let result = self.attempt(op, target, credentials, body.as_deref()).await;
             if let Some(observer) = &self.config.observer {
-                let outcome = match &result {
-                    Ok(raw) => raw.status.to_string(),
-                    Err(OssErrorKind::Service(e)) => e.status.to_string(),
-                    Err(OssErrorKind::Timeout(_)) => "timeout".to_owned(),
-                    Err(OssErrorKind::Credentials(_)) => "credentials".to_owned(),
-                    Err(_) => "connection".to_owned(),
+                let (outcome, code) = match &result {
+                    Ok(raw) => (raw.status.to_string(), ""),
+                    Err(OssErrorKind::Service(e)) => (e.status.to_string(), e.code.as_str()),
+                    Err(OssErrorKind::Timeout(_)) => ("timeout".to_owned(), ""),
+                    Err(OssErrorKind::Credentials(_)) => ("credentials".to_owned(), ""),
+                    Err(_) => ("connection".to_owned(), ""),
                 };
-                (observer.0)(op, &outcome, started.elapsed());
+                (observer.0)(op, &outcome, code, started.elapsed());
             }
             let kind = match result {
                 Ok(mut raw) => {
