@@ -143,6 +143,7 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
                 "--resync-interval",
                 "30s",
             ])
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .env("KUBECONFIG", &kubeconfig)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
