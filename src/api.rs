@@ -227,14 +227,14 @@ impl ObservedRule {
                 algorithm: "None".into(),
                 ..Self::default()
             },
-            Some(rule) => Self {
-                algorithm: rule.algorithm.as_str().into(),
-                kms_master_key_id: rule.kms_master_key_id.clone().unwrap_or_default(),
-                kms_data_encryption: rule
-                    .kms_data_encryption
-                    .map(|d| d.as_str().into())
-                    .unwrap_or_default(),
-            },
+            Some(rule) => {
+                let wire = crate::oss::xml::RawRule::from(rule);
+                Self {
+                    algorithm: wire.algorithm,
+                    kms_master_key_id: wire.kms_master_key_id,
+                    kms_data_encryption: wire.kms_data_encryption,
+                }
+            }
         }
     }
 }

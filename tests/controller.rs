@@ -717,15 +717,9 @@ fn replica(
 
 /// (reason, reportingInstance) of the events about an object.
 async fn events_by_instance(h: &Harness, name: &str) -> Vec<(String, String)> {
-    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
-        kube::Api::namespaced(h.kube.client(), "team-a");
-    events
-        .list(&Default::default())
+    h.event_list(name)
         .await
-        .unwrap()
-        .items
         .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .map(|e| {
             (
                 e.reason.unwrap_or_default(),

@@ -28,14 +28,7 @@ fn every_rule() -> Vec<EncryptionRule> {
 }
 
 fn stored(rule: &EncryptionRule) -> StoredRule {
-    StoredRule {
-        algorithm: rule.algorithm.as_str().into(),
-        kms_master_key_id: rule.kms_master_key_id.clone().unwrap_or_default(),
-        kms_data_encryption: rule
-            .kms_data_encryption
-            .map(|d| d.as_str().into())
-            .unwrap_or_default(),
-    }
+    StoredRule::from(oss_encryption_operator::oss::xml::RawRule::from(rule))
 }
 
 /// Puts a rule and asserts that GET returns it.

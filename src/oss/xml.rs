@@ -127,6 +127,19 @@ pub struct RawRule {
     pub kms_data_encryption: String,
 }
 
+impl From<&EncryptionRule> for RawRule {
+    fn from(rule: &EncryptionRule) -> Self {
+        Self {
+            algorithm: rule.algorithm.as_str().to_owned(),
+            kms_master_key_id: rule.kms_master_key_id.clone().unwrap_or_default(),
+            kms_data_encryption: rule
+                .kms_data_encryption
+                .map(|d| d.as_str().to_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 const RULE_ROOT: &str = "ServerSideEncryptionRule";
 const RULE_DEFAULT: &str = "ApplyServerSideEncryptionByDefault";
 

@@ -200,8 +200,8 @@ impl Harness {
             .map(|r| (r.algorithm, r.kms_master_key_id, r.kms_data_encryption))
     }
 
-    /// Events recorded for an object, as (reason, note).
-    pub async fn events(&self, name: &str) -> Vec<(String, String)> {
+    /// Events recorded about an object.
+    pub async fn event_list(&self, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
         let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.kube.client(), NAMESPACE);
         events
             .list(&Default::default())
@@ -210,6 +210,14 @@ impl Harness {
             .items
             .into_iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect()
+    }
+
+    /// Events recorded for an object, as (reason, note).
+    pub async fn events(&self, name: &str) -> Vec<(String, String)> {
+        self.event_list(name)
+            .await
+            .into_iter()
             .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
             .collect()
     }
