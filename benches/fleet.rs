@@ -1,0 +1,423 @@
+//! Fleet benchmark: the release operator binary against the in-process Kubernetes API test
+//! server and OSS emulator, with N BucketEncryption objects. Prints a table (and JSON with
+//! `--json FILE`): time to converge, requests per object against the ideal, steady-state cost per
+//! resync, peak RSS and CPU of the operator, and the same work done by a bare client loop (the floor).
+//!
+//! `cargo bench --bench fleet -- [--objects 1000] [--concurrency 16] [--qps 200]
+//!   [--resync-seconds 30] [--steady-intervals 2] [--json FILE]`
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use oss_encryption_operator::api::BucketEncryption;
+use oss_encryption_operator::emulator::StoredRule;
+use oss_encryption_operator::oss::xml::RawRule;
+use oss_encryption_operator::oss::{BucketTarget, ClientConfig, EncryptionRule, OssClient, RetryPolicy};
+use serde_json::{Value, json};
+use support::kube::KubeApiServer;
+use support::kube::store::Writer;
+use support::oss::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, REGION, TestOss};
+
+struct Options {
+    objects: usize,
+    concurrency: usize,
+    qps: f64,
+    resync_seconds: u64,
+    steady_intervals: u64,
+    json: Option<String>,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        objects: 1000,
+        concurrency: 16,
+        qps: 200.0,
+        resync_seconds: 30,
+        steady_intervals: 2,
+        json: None,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = || {
+            args.get(i + 1)
+                .cloned()
+                .unwrap_or_else(|| panic!("{} needs a value", args[i]))
+        };
+        match args[i].as_str() {
+            "--objects" => o.objects = value().parse().expect("--objects N"),
+            "--concurrency" => o.concurrency = value().parse().expect("--concurrency N"),
+            "--qps" => o.qps = value().parse().expect("--qps N"),
+            "--resync-seconds" => o.resync_seconds = value().parse().expect("--resync-seconds N"),
+            "--steady-intervals" => o.steady_intervals = value().parse().expect("--steady-intervals N"),
+            "--json" => o.json = Some(value()),
+            // cargo bench passes --bench; other flags are not ours.
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    assert!(
+        o.resync_seconds >= 30,
+        "the operator's minimum resync interval is 30 s"
+    );
+    o
+}
+
+/// The realistic mix: AES256, KMS (OSS key), KMS with key and SM4, SM4, None.
+fn wanted(i: usize) -> (Value, Option<EncryptionRule>) {
+    use oss_encryption_operator::oss::{DataEncryption, SseAlgorithm};
+    match i % 5 {
+        0 => (
+            json!({"algorithm": "AES256"}),
+            Some(EncryptionRule::new(SseAlgorithm::Aes256)),
+        ),
+        1 => (json!({"algorithm": "KMS"}), Some(EncryptionRule::kms(None, None))),
+        2 => (
+            json!({"algorithm": "KMS", "kmsMasterKeyId": format!("cmk-{i}"), "kmsDataEncryption": "SM4"}),
+            Some(EncryptionRule::kms(
+                Some(&format!("cmk-{i}")),
+                Some(DataEncryption::Sm4),
+            )),
+        ),
+        3 => (
+            json!({"algorithm": "SM4"}),
+            Some(EncryptionRule::new(SseAlgorithm::Sm4)),
+        ),
+        _ => (json!({"algorithm": "None"}), None),
+    }
+}
+
+/// Bucket i's starting rule: every third one already right, the rest empty or wrong.
+fn initial(i: usize) -> Option<StoredRule> {
+    let right = wanted(i).1;
+    match i % 3 {
+        0 => right.as_ref().map(|r| StoredRule::from(RawRule::from(r))),
+        1 => Some(StoredRule {
+            algorithm: "AES256".into(),
+            ..StoredRule::default()
+        })
+        .filter(|_| !i.is_multiple_of(5)),
+        _ => None,
+    }
+}
+
+fn bucket(i: usize) -> String {
+    format!("fleet-bucket-{i:05}")
+}
+
+fn ready_count(server: &KubeApiServer) -> usize {
+    let store = server.store();
+    let def = store
+        .def("oss.encryption.dev", "v1alpha1", "bucketencryptions")
+        .unwrap()
+        .clone();
+    store
+        .iter(&def, "fleet")
+        .filter(|o| {
+            o.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+        .count()
+}
+
+/// Peak RSS (KiB) and CPU seconds of a process, from /proc.
+fn usage(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    (rss, ticks / 100.0)
+}
+
+fn oss_total(oss: &TestOss, api: &str) -> u64 {
+    oss.emulator.state().total(api)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let o = options();
+    oss_encryption_operator::install_tls_provider();
+    let n = o.objects;
+    println!(
+        "fleet benchmark: {n} objects, concurrency {}, OSS QPS {}",
+        o.concurrency, o.qps
+    );
+
+    let kube = KubeApiServer::start().await;
+    kube.register_crd(&serde_json::to_value(<BucketEncryption as kube::CustomResourceExt>::crd()).unwrap());
+    let buckets: Vec<String> = (0..n).map(bucket).collect();
+    let bucket_refs: Vec<&str> = buckets.iter().map(String::as_str).collect();
+    let oss = TestOss::start(&bucket_refs).await;
+    for i in 0..n {
+        oss.emulator.state().set_rule(&bucket(i), initial(i));
+    }
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(kube.client(), "fleet");
+    let secret = serde_json::from_value(json!({"metadata": {"name": "creds"},
+        "stringData": {"accessKeyId": ACCESS_KEY_ID, "accessKeySecret": ACCESS_KEY_SECRET}}))
+    .unwrap();
+    secrets.create(&Default::default(), &secret).await.unwrap();
+    {
+        let mut store = kube.store();
+        let def = store
+            .def("oss.encryption.dev", "v1alpha1", "bucketencryptions")
+            .unwrap()
+            .clone();
+        for i in 0..n {
+            let mut spec = json!({"bucket": bucket(i), "region": REGION, "endpoint": oss.emulator.url(),
+                "credentials": {"secretRef": {"name": "creds"}}});
+            for (k, v) in wanted(i).0.as_object().unwrap() {
+                spec[k] = v.clone();
+            }
+            if i.is_multiple_of(4) {
+                spec["deletionPolicy"] = json!("Delete");
+            }
+            let object = json!({"apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryption",
+                "metadata": {"name": format!("fleet-{i:05}")}, "spec": spec});
+            store
+                .create(&def, "fleet", object, &Writer::default(), false)
+                .unwrap();
+        }
+    }
+    let with_finalizer = (0..n).filter(|i| i.is_multiple_of(4)).count();
+    let needing_write = (0..n)
+        .filter(|&i| initial(i).as_ref().map(RawRule::from) != wanted(i).1.as_ref().map(RawRule::from))
+        .count();
+    oss.emulator.state().reset_counters();
+    kube.reset_counters();
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, kube.kubeconfig_yaml()).unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
+        .arg("run")
+        .args([
+            "--allowed-endpoint-suffixes",
+            &oss.emulator.endpoint().authority(),
+        ])
+        .args([
+            "--allow-operator-credentials",
+            "false",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--resync-interval", &format!("{}s", o.resync_seconds)])
+        .args([
+            "--concurrency",
+            &o.concurrency.to_string(),
+            "--oss-qps",
+            &o.qps.to_string(),
+        ])
+        .args(["--oss-burst", &o.concurrency.to_string()])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the release operator binary runs");
+    let pid = child.id();
+    while ready_count(&kube) < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(3600),
+            "did not converge within an hour"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let converged = started.elapsed();
+    let converge_oss: BTreeMap<&str, u64> = [
+        "GetBucketEncryption",
+        "PutBucketEncryption",
+        "DeleteBucketEncryption",
+    ]
+    .into_iter()
+    .map(|api| (api, oss_total(&oss, api)))
+    .collect();
+    let converge_kube = kube.counters();
+    let (rss_converged, cpu_converged) = usage(pid);
+
+    // Steady state: several resync intervals with everything in sync.
+    tokio::time::sleep(Duration::from_secs(o.resync_seconds + 2)).await;
+    oss.emulator.state().reset_counters();
+    kube.reset_counters();
+    let window = Duration::from_secs(o.resync_seconds * o.steady_intervals);
+    tokio::time::sleep(window).await;
+    let steady_gets = oss_total(&oss, "GetBucketEncryption");
+    let steady_other = oss_total(&oss, "PutBucketEncryption") + oss_total(&oss, "DeleteBucketEncryption");
+    let steady_writes = kube.writes();
+    let (rss_peak, cpu_total) = usage(pid);
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = child.wait();
+
+    // The floor: the same reads and writes from a bare loop with the same client settings.
+    for i in 0..n {
+        oss.emulator.state().set_rule(&bucket(i), initial(i));
+    }
+    let mut config = ClientConfig {
+        qps: o.qps,
+        burst: o.concurrency as u32,
+        retry: RetryPolicy::default(),
+        ..ClientConfig::default()
+    };
+    config.allow_list.allow(oss.emulator.endpoint().authority());
+    let client = Arc::new(OssClient::new(config).unwrap());
+    let floor_started = Instant::now();
+    futures_util::stream::iter(0..n)
+        .map(|i| {
+            let client = client.clone();
+            let credentials = oss.credentials.clone();
+            let target = BucketTarget::new(&bucket(i), REGION)
+                .unwrap()
+                .with_endpoint(oss.emulator.endpoint());
+            async move {
+                let observed = client.get_encryption(&target, &credentials).await.unwrap().value;
+                let desired = wanted(i).1;
+                if observed != desired {
+                    match &desired {
+                        Some(rule) => client
+                            .put_encryption(&target, &credentials, rule)
+                            .await
+                            .map(|_| ()),
+                        None => client.delete_encryption(&target, &credentials).await.map(|_| ()),
+                    }
+                    .unwrap();
+                }
+            }
+        })
+        .buffer_unordered(o.concurrency)
+        .collect::<Vec<()>>()
+        .await;
+    let floor = floor_started.elapsed();
+
+    let per = |x: u64| x as f64 / n as f64;
+    let count = |verb: &str| -> u64 {
+        converge_kube
+            .iter()
+            .filter(|(k, _)| k.starts_with(verb))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let status_patches = converge_kube
+        .get("patch bucketencryptions/status")
+        .copied()
+        .unwrap_or(0);
+    let finalizer_patches = converge_kube.get("patch bucketencryptions").copied().unwrap_or(0);
+    let event_writes = count("create events") + count("patch events");
+    let report = json!({
+        "objects": n,
+        "concurrency": o.concurrency,
+        "ossQps": o.qps,
+        "convergeSeconds": converged.as_secs_f64(),
+        "objectsPerSecond": n as f64 / converged.as_secs_f64(),
+        "ossPerObject": {
+            "get": per(converge_oss["GetBucketEncryption"]),
+            "putOrDelete": per(converge_oss["PutBucketEncryption"] + converge_oss["DeleteBucketEncryption"]),
+            "idealPutOrDelete": per(needing_write as u64),
+        },
+        "kubeWritesPerObject": {
+            "statusPatch": per(status_patches),
+            "finalizerPatch": per(finalizer_patches),
+            "idealFinalizerPatch": per(with_finalizer as u64),
+            "events": per(event_writes),
+        },
+        "steadyState": {
+            "intervals": o.steady_intervals,
+            "getsPerObjectPerResync": steady_gets as f64 / n as f64 / o.steady_intervals as f64,
+            "ossWrites": steady_other,
+            "kubeWrites": steady_writes,
+        },
+        "operator": {
+            "peakRssMiB": rss_peak as f64 / 1024.0,
+            "peakRssMiBPer1000Objects": rss_peak as f64 / 1024.0 / (n as f64 / 1000.0),
+            "rssAtConvergenceMiB": rss_converged as f64 / 1024.0,
+            "cpuSecondsToConverge": cpu_converged,
+            "cpuSecondsTotal": cpu_total,
+            "cpuSecondsPer1000ObjectsToConverge": cpu_converged / (n as f64 / 1000.0),
+        },
+        "floorSeconds": floor.as_secs_f64(),
+        "operatorToFloorRatio": converged.as_secs_f64() / floor.as_secs_f64(),
+    });
+    println!();
+    println!("{:<44} {:>12} {:>12}", "measure", "value", "ideal");
+    let row = |name: &str, value: String, ideal: &str| println!("{name:<44} {value:>12} {ideal:>12}");
+    row(
+        "time to all Ready=True (s)",
+        format!("{:.2}", converged.as_secs_f64()),
+        "",
+    );
+    row(
+        "throughput (objects/s)",
+        format!("{:.1}", n as f64 / converged.as_secs_f64()),
+        "",
+    );
+    row(
+        "OSS GET per object",
+        format!("{:.3}", report["ossPerObject"]["get"].as_f64().unwrap()),
+        "1",
+    );
+    row(
+        "OSS PUT+DELETE per object",
+        format!("{:.3}", report["ossPerObject"]["putOrDelete"].as_f64().unwrap()),
+        &format!("{:.3}", per(needing_write as u64)),
+    );
+    row(
+        "status patches per object",
+        format!("{:.3}", per(status_patches)),
+        "<= 1",
+    );
+    row(
+        "finalizer patches per object",
+        format!("{:.3}", per(finalizer_patches)),
+        &format!("{:.3}", per(with_finalizer as u64)),
+    );
+    row("event writes per object", format!("{:.3}", per(event_writes)), "");
+    row(
+        "steady: GET per object per resync",
+        format!(
+            "{:.3}",
+            report["steadyState"]["getsPerObjectPerResync"].as_f64().unwrap()
+        ),
+        "1",
+    );
+    row("steady: OSS writes", steady_other.to_string(), "0");
+    row("steady: Kubernetes writes", steady_writes.to_string(), "0");
+    row(
+        "operator peak RSS (MiB)",
+        format!("{:.1}", rss_peak as f64 / 1024.0),
+        "",
+    );
+    row("operator CPU to converge (s)", format!("{cpu_converged:.2}"), "");
+    row(
+        "floor: bare client loop (s)",
+        format!("{:.2}", floor.as_secs_f64()),
+        "",
+    );
+    row(
+        "operator / floor",
+        format!("{:.2}", converged.as_secs_f64() / floor.as_secs_f64()),
+        "<= 1.2",
+    );
+    if let Some(path) = &o.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+        println!("\nwrote {path}");
+    }
+}
