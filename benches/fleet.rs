@@ -4,7 +4,13 @@
 //! resync, peak RSS and CPU of the operator, and the same work done by a bare client loop (the floor).
 //!
 //! `cargo bench --bench fleet -- [--objects 1000] [--concurrency 16] [--qps 200]
-//!   [--resync-seconds 30] [--steady-intervals 2] [--json FILE]`
+//!   [--resync-seconds 30] [--steady-intervals 2] [--json FILE] [--faults]`
+//!
+//! `--faults` runs the fault soak instead: 30% of OSS calls fail (500 / 503 throttling) with
+//! 100 ms added latency, watch streams drop every 10 s, 5% of Kubernetes writes fail (409 / 500),
+//! every tenth object is Observe-only, and the operator is killed (SIGKILL) and restarted once
+//! mid-run. It passes (exit 0) when every object converges with the right rule, no Observe
+//! bucket was written, Ready never flapped after converging, and per-object requests stay bounded.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -31,6 +37,7 @@ struct Options {
     resync_seconds: u64,
     steady_intervals: u64,
     json: Option<String>,
+    faults: bool,
 }
 
 fn options() -> Options {
@@ -41,6 +48,7 @@ fn options() -> Options {
         resync_seconds: 30,
         steady_intervals: 2,
         json: None,
+        faults: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -57,6 +65,11 @@ fn options() -> Options {
             "--resync-seconds" => o.resync_seconds = value().parse().expect("--resync-seconds N"),
             "--steady-intervals" => o.steady_intervals = value().parse().expect("--steady-intervals N"),
             "--json" => o.json = Some(value()),
+            "--faults" => {
+                o.faults = true;
+                i += 1;
+                continue;
+            }
             // cargo bench passes --bench; other flags are not ours.
             _ => {
                 i += 1;
@@ -108,6 +121,18 @@ fn initial(i: usize) -> Option<StoredRule> {
         .filter(|_| !i.is_multiple_of(5)),
         _ => None,
     }
+}
+
+/// In the soak, every tenth object only observes; its bucket holds SM4 and must keep it.
+fn observed_only(i: usize) -> bool {
+    i % 10 == 9
+}
+
+fn observe_start() -> Option<StoredRule> {
+    Some(StoredRule {
+        algorithm: "SM4".into(),
+        ..StoredRule::default()
+    })
 }
 
 fn bucket(i: usize) -> String {
@@ -162,13 +187,18 @@ async fn main() {
         o.concurrency, o.qps
     );
 
-    let kube = KubeApiServer::start().await;
+    let mut kube = KubeApiServer::start().await;
     kube.register_crd(&serde_json::to_value(<BucketEncryption as kube::CustomResourceExt>::crd()).unwrap());
     let buckets: Vec<String> = (0..n).map(bucket).collect();
     let bucket_refs: Vec<&str> = buckets.iter().map(String::as_str).collect();
     let oss = TestOss::start(&bucket_refs).await;
     for i in 0..n {
-        oss.emulator.state().set_rule(&bucket(i), initial(i));
+        let start = if o.faults && observed_only(i) {
+            observe_start()
+        } else {
+            initial(i)
+        };
+        oss.emulator.state().set_rule(&bucket(i), start);
     }
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
         kube::Api::namespaced(kube.client(), "fleet");
@@ -191,6 +221,11 @@ async fn main() {
             if i.is_multiple_of(4) {
                 spec["deletionPolicy"] = json!("Delete");
             }
+            if o.faults && observed_only(i) {
+                spec = json!({"bucket": bucket(i), "region": REGION, "endpoint": oss.emulator.url(),
+                    "credentials": {"secretRef": {"name": "creds"}},
+                    "algorithm": "AES256", "managementPolicy": "Observe"});
+            }
             let object = json!({"apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryption",
                 "metadata": {"name": format!("fleet-{i:05}")}, "spec": spec});
             store
@@ -208,33 +243,39 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, kube.kubeconfig_yaml()).unwrap();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
+            .arg("run")
+            .args([
+                "--allowed-endpoint-suffixes",
+                &oss.emulator.endpoint().authority(),
+            ])
+            .args([
+                "--allow-operator-credentials",
+                "false",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--resync-interval", &format!("{}s", o.resync_seconds)])
+            .args([
+                "--concurrency",
+                &o.concurrency.to_string(),
+                "--oss-qps",
+                &o.qps.to_string(),
+            ])
+            .args(["--oss-burst", &o.concurrency.to_string()])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the release operator binary runs")
+    };
+    if o.faults {
+        std::process::exit(soak(&o, &mut kube, &oss, spawn).await);
+    }
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
-        .arg("run")
-        .args([
-            "--allowed-endpoint-suffixes",
-            &oss.emulator.endpoint().authority(),
-        ])
-        .args([
-            "--allow-operator-credentials",
-            "false",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--resync-interval", &format!("{}s", o.resync_seconds)])
-        .args([
-            "--concurrency",
-            &o.concurrency.to_string(),
-            "--oss-qps",
-            &o.qps.to_string(),
-        ])
-        .args(["--oss-burst", &o.concurrency.to_string()])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the release operator binary runs");
+    let mut child = spawn();
     let pid = child.id();
     while ready_count(&kube) < n {
         assert!(
@@ -255,11 +296,18 @@ async fn main() {
     let converge_kube = kube.counters();
     let (rss_converged, cpu_converged) = usage(pid);
 
-    // Steady state: several resync intervals with everything in sync.
-    tokio::time::sleep(Duration::from_secs(o.resync_seconds + 2)).await;
+    // Steady state: several resync intervals with everything in sync, measured after every object
+    // has had its first resync (the interval has ±10% jitter; written objects confirm Applied →
+    // InSync on that first resync).
+    let effective_resync = oss_encryption_operator::reconcile::controller::resync_interval(
+        Duration::from_secs(o.resync_seconds),
+        n,
+        o.qps,
+    );
+    tokio::time::sleep(effective_resync.mul_f64(1.2) + Duration::from_secs(2)).await;
     oss.emulator.state().reset_counters();
     kube.reset_counters();
-    let window = Duration::from_secs(o.resync_seconds * o.steady_intervals);
+    let window = effective_resync.mul_f64(o.steady_intervals as f64);
     tokio::time::sleep(window).await;
     let steady_gets = oss_total(&oss, "GetBucketEncryption");
     let steady_other = oss_total(&oss, "PutBucketEncryption") + oss_total(&oss, "DeleteBucketEncryption");
@@ -341,6 +389,7 @@ async fn main() {
         },
         "steadyState": {
             "intervals": o.steady_intervals,
+            "resyncSeconds": effective_resync.as_secs_f64(),
             "getsPerObjectPerResync": steady_gets as f64 / n as f64 / o.steady_intervals as f64,
             "ossWrites": steady_other,
             "kubeWrites": steady_writes,
@@ -420,4 +469,143 @@ async fn main() {
         std::fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
         println!("\nwrote {path}");
     }
+}
+
+/// Ready status of every fleet object, from the test server's store.
+fn ready_by_object(kube: &KubeApiServer) -> BTreeMap<String, String> {
+    let store = kube.store();
+    let def = store
+        .def("oss.encryption.dev", "v1alpha1", "bucketencryptions")
+        .unwrap()
+        .clone();
+    store
+        .iter(&def, "fleet")
+        .map(|o| {
+            let ready = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .and_then(|c| c["status"].as_str())
+                .unwrap_or("")
+                .to_owned();
+            (o["metadata"]["name"].as_str().unwrap_or("").to_owned(), ready)
+        })
+        .collect()
+}
+
+/// The fault soak; returns the process exit code (0 = passed).
+async fn soak(
+    o: &Options,
+    kube: &mut KubeApiServer,
+    oss: &TestOss,
+    spawn: impl Fn() -> std::process::Child,
+) -> i32 {
+    use oss_encryption_operator::emulator::Faults;
+    let n = o.objects;
+    oss.emulator.state().set_faults(Faults {
+        latency_ms: 100,
+        internal_error_rate: 0.15,
+        throttle_rate: 0.15,
+        ..Faults::default()
+    });
+    kube.set_faults(support::kube::KubeFaults {
+        fail_rate: 0.05,
+        fail_with: vec![409, 500],
+        writes_only: true,
+        drop_watches_every: Some(Duration::from_secs(10)),
+        ..Default::default()
+    });
+    let name = |i: usize| format!("fleet-{i:05}");
+    let wanted_ready = |i: usize| if observed_only(i) { "False" } else { "True" };
+    let started = Instant::now();
+    let mut child = spawn();
+    let mut restarted = false;
+    let mut converged_at: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut flaps: BTreeMap<String, u32> = BTreeMap::new();
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    let deadline = started + Duration::from_secs(1800);
+    let mut all_converged: Option<Instant> = None;
+    loop {
+        let states = ready_by_object(kube);
+        for i in 0..n {
+            let key = name(i);
+            let now = states.get(&key).cloned().unwrap_or_default();
+            if now == wanted_ready(i) {
+                converged_at.entry(key.clone()).or_insert_with(Instant::now);
+            } else if converged_at.contains_key(&key) && last.get(&key) == Some(&wanted_ready(i).to_owned()) {
+                *flaps.entry(key.clone()).or_default() += 1;
+            }
+            last.insert(key, now);
+        }
+        if !restarted && converged_at.len() >= n / 2 {
+            // Kill the operator mid-run (no graceful shutdown) and start it again.
+            let _ = child.kill();
+            let _ = child.wait();
+            child = spawn();
+            restarted = true;
+            println!(
+                "killed and restarted the operator at {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        if all_converged.is_none() && converged_at.len() == n {
+            all_converged = Some(Instant::now());
+        }
+        // Keep watching one resync interval after convergence, for flaps.
+        if all_converged.is_some_and(|t| t.elapsed() > Duration::from_secs(o.resync_seconds)) {
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+
+    let mut wrong = Vec::new();
+    let mut observe_written = Vec::new();
+    for i in 0..n {
+        let rule = oss.emulator.state().bucket(&bucket(i)).and_then(|b| b.rule);
+        let expected = if observed_only(i) {
+            observe_start()
+        } else {
+            wanted(i).1.as_ref().map(|r| StoredRule::from(RawRule::from(r)))
+        };
+        if rule != expected {
+            if observed_only(i) {
+                observe_written.push(bucket(i));
+            } else {
+                wrong.push(bucket(i));
+            }
+        }
+    }
+    let per_bucket = oss.emulator.state().bucket_requests();
+    let worst = per_bucket.values().copied().max().unwrap_or(0);
+    let total: u64 = per_bucket.values().sum();
+    let flapped = flaps.values().filter(|f| **f > 1).count();
+    let converge_seconds = all_converged.map(|t| (t - started).as_secs_f64());
+    println!("\nfault soak: {n} objects");
+    println!(
+        "  converged: {}",
+        converge_seconds.map_or("NO".to_owned(), |s| format!("{s:.1} s"))
+    );
+    println!("  wrong rules: {}", wrong.len());
+    println!("  Observe buckets written: {}", observe_written.len());
+    println!("  objects whose Ready flapped more than once after converging: {flapped}");
+    println!(
+        "  OSS requests: {total} ({:.1} per object, worst bucket {worst})",
+        total as f64 / n as f64
+    );
+    let passed = converge_seconds.is_some() && wrong.is_empty() && observe_written.is_empty() && flapped == 0;
+    println!("  result: {}", if passed { "PASSED" } else { "FAILED" });
+    if let Some(path) = &o.json {
+        let report = json!({"objects": n, "convergeSeconds": converge_seconds, "wrongRules": wrong,
+            "observeWritten": observe_written, "flapped": flapped, "ossRequests": total, "worstBucketRequests": worst,
+            "passed": passed});
+        std::fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    }
+    if passed { 0 } else { 1 }
 }

@@ -109,6 +109,7 @@ fn answer(
 ) -> Answer {
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
     let (bucket, object) = address(host, path).map_err(|f| (f, String::new()))?;
+    state.count_bucket(&bucket);
     let fail = |fault: OssFault| (fault, bucket.clone());
 
     let faults = state.faults();

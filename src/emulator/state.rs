@@ -93,6 +93,7 @@ struct Inner {
     accepted_oidc_tokens: HashSet<String>,
     oidc_tokens_seen: Vec<String>,
     counters: Counters,
+    bucket_requests: HashMap<String, u64>,
     arrivals: VecDeque<Instant>,
     recent: VecDeque<Instant>,
     faults: Faults,
@@ -296,6 +297,16 @@ impl EmulatorState {
         self.lock().counters.clone()
     }
 
+    /// Counts one request addressed to a bucket.
+    pub fn count_bucket(&self, bucket: &str) {
+        *self.lock().bucket_requests.entry(bucket.to_owned()).or_default() += 1;
+    }
+
+    /// Requests per bucket (any API, any status) since the last reset.
+    pub fn bucket_requests(&self) -> HashMap<String, u64> {
+        self.lock().bucket_requests.clone()
+    }
+
     /// Requests answered for one API (any status).
     pub fn total(&self, api: &str) -> u64 {
         self.lock()
@@ -308,6 +319,7 @@ impl EmulatorState {
     pub fn reset_counters(&self) {
         let mut inner = self.lock();
         inner.counters.clear();
+        inner.bucket_requests.clear();
         inner.arrivals.clear();
     }
 
@@ -395,6 +407,17 @@ mod tests {
         std::fs::write(&path, "{not json").unwrap();
         let err = EmulatorState::new(Some(path)).unwrap_err();
         assert!(err.to_string().contains("state.json"), "{err}");
+    }
+
+    #[test]
+    fn requests_are_counted_per_bucket() {
+        let state = EmulatorState::new(None).unwrap();
+        state.count_bucket("a");
+        state.count_bucket("a");
+        state.count_bucket("b");
+        assert_eq!(state.bucket_requests()["a"], 2);
+        state.reset_counters();
+        assert!(state.bucket_requests().is_empty());
     }
 
     #[test]

@@ -346,7 +346,12 @@ async fn sync(resource: &BucketEncryption, ctx: &Context) -> Result<Outcome, Err
         .map_err(|e| Error::InvalidSpec(e.to_string()))?;
     check_conflicts(resource, &desired, ctx)?;
     let (target, credentials) = connect(resource, &desired, ctx).await?;
-    let requeue = desired.resync_interval.unwrap_or(ctx.settings.resync_interval);
+    let objects: usize = ctx.stores.iter().map(|s| s.state().len()).sum();
+    let requeue = resync_interval(
+        desired.resync_interval.unwrap_or(ctx.settings.resync_interval),
+        objects,
+        ctx.oss.config().qps,
+    );
 
     let observed = ctx.oss.get_encryption(&target, &credentials).await?;
     let decision = plan::plan(
@@ -456,7 +461,11 @@ fn check_conflicts(resource: &BucketEncryption, desired: &DesiredState, ctx: &Co
     for store in &ctx.stores {
         for other in store.state() {
             let Ok(other) = &other.0 else { continue };
-            if other.meta().uid == my_uid || other.meta().deletion_timestamp.is_some() {
+            // Cheap test first: this runs over the whole cache on every reconcile.
+            if other.spec.bucket != desired.bucket
+                || other.meta().uid == my_uid
+                || other.meta().deletion_timestamp.is_some()
+            {
                 continue;
             }
             let Ok(theirs) = other.spec.validate() else {
@@ -662,6 +671,15 @@ async fn publish(ctx: &Context, resource: &BucketEncryption, events: &[Event]) {
             tracing::warn!(%error, reason = %event.reason, "could not publish an event");
         }
     }
+}
+
+/// The resync interval actually used: the configured one, stretched when the fleet is so large
+/// that re-reading every bucket that often would take more than half of the OSS QPS budget (the
+/// rest stays for changes and retries). Without this a large fleet saturates the limiter with
+/// resyncs and new objects wait behind them.
+pub fn resync_interval(configured: Duration, objects: usize, qps: f64) -> Duration {
+    let floor = Duration::from_secs_f64(objects as f64 / (qps * 0.5).max(f64::MIN_POSITIVE));
+    configured.max(floor)
 }
 
 /// Per-object exponential backoff with jitter; credential errors cap at a few minutes so a fix is
@@ -930,6 +948,20 @@ mod tests {
         assert!(
             note.contains("AccessDenied") && !note.contains("R)") && !note.contains("request id"),
             "{note}"
+        );
+    }
+
+    #[test]
+    fn large_fleets_stretch_the_resync_interval() {
+        let five_minutes = Duration::from_secs(300);
+        assert_eq!(resync_interval(five_minutes, 1_000, 10.0), five_minutes);
+        assert_eq!(
+            resync_interval(five_minutes, 10_000, 10.0),
+            Duration::from_secs(2_000)
+        );
+        assert_eq!(
+            resync_interval(Duration::from_secs(30), 10_000, 200.0),
+            Duration::from_secs(100)
         );
     }
 
