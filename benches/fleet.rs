@@ -140,18 +140,9 @@ fn bucket(i: usize) -> String {
 }
 
 fn ready_count(server: &KubeApiServer) -> usize {
-    let store = server.store();
-    let def = store
-        .def("oss.encryption.dev", "v1alpha1", "bucketencryptions")
-        .unwrap()
-        .clone();
-    store
-        .iter(&def, "fleet")
-        .filter(|o| {
-            o.pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        })
+    ready_by_object(server)
+        .values()
+        .filter(|status| *status == "True")
         .count()
 }
 
