@@ -294,30 +294,11 @@ fn keep_ready(
     match existing {
         Some(c) => ConditionState {
             status: c.status == "True",
-            reason: reason_named(&c.reason).unwrap_or(reason),
+            reason: Reason::parse(&c.reason).unwrap_or(reason),
             message: c.message.clone(),
         },
         None => ConditionState::new(false, reason, message),
     }
-}
-
-fn reason_named(name: &str) -> Option<Reason> {
-    [
-        Reason::InSync,
-        Reason::Applied,
-        Reason::Drifted,
-        Reason::InvalidSpec,
-        Reason::CredentialsNotFound,
-        Reason::AccessDenied,
-        Reason::BucketNotFound,
-        Reason::EndpointNotAllowed,
-        Reason::Conflict,
-        Reason::Throttled,
-        Reason::OssError,
-        Reason::Deleting,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == name)
 }
 
 /// The error for an event note: without the request id, so repeats fold into one series.

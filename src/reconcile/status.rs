@@ -31,6 +31,28 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, so a stored condition can be read back.
+    pub const ALL: [Reason; 13] = [
+        Self::InSync,
+        Self::Applied,
+        Self::Drifted,
+        Self::InvalidSpec,
+        Self::CredentialsNotFound,
+        Self::AccessDenied,
+        Self::BucketNotFound,
+        Self::EndpointNotAllowed,
+        Self::Conflict,
+        Self::Throttled,
+        Self::OssError,
+        Self::Deleting,
+        Self::ReconcileSuccess,
+    ];
+
+    /// The reason a stored condition names, if it is one of ours.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InSync => "InSync",
@@ -282,6 +304,14 @@ mod tests {
             ("OssError", "T2"),
             "still False: time kept"
         );
+    }
+
+    #[test]
+    fn every_reason_reads_back() {
+        for reason in Reason::ALL {
+            assert_eq!(Reason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(Reason::parse("Unheard"), None);
     }
 
     #[test]

@@ -392,10 +392,6 @@ impl Store {
         self.oldest = self.rv;
     }
 
-    pub fn object_count(&self) -> usize {
-        self.objects.len()
-    }
-
     fn record(&mut self, def: &ResourceDef, namespace: &str, kind: &'static str, object: Value) {
         let event = Arc::new(Event {
             rv: self.rv,
