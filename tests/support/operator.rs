@@ -6,7 +6,7 @@ use std::time::Duration;
 use kube::api::{Api, PostParams};
 use oss_encryption_operator::api::BucketEncryption;
 use oss_encryption_operator::oss::{ClientConfig, OssClient};
-use oss_encryption_operator::reconcile::controller::{self, Settings};
+use oss_encryption_operator::reconcile::{self, Health, Settings, Shutdown};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -28,7 +28,7 @@ pub struct Harness {
     /// Metrics the controller and its OSS client report into.
     pub metrics: std::sync::Arc<oss_encryption_operator::telemetry::Metrics>,
     /// What the health endpoints read.
-    pub health: controller::Health,
+    pub health: Health,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -66,7 +66,7 @@ impl Harness {
             settings,
             operator_credentials: None,
             metrics: std::sync::Arc::new(oss_encryption_operator::telemetry::Metrics::new()),
-            health: controller::Health::default(),
+            health: Health::default(),
             stop: None,
             task: None,
         };
@@ -83,7 +83,12 @@ impl Harness {
             observer: Some(self.metrics.oss_observer()),
             ..ClientConfig::default()
         };
-        config.allow_list.allow(self.oss.emulator.endpoint().authority());
+        let endpoint = self.oss.emulator.endpoint();
+        config.allow_list.allow(endpoint.authority());
+        // The same emulator spelt differently, for the one-bucket-one-owner tests.
+        config
+            .allow_list
+            .allow(format!("localhost:{}", endpoint.port().unwrap_or(80)));
         OssClient::new(config).unwrap()
     }
 
@@ -95,7 +100,7 @@ impl Harness {
         let operator_credentials = self.operator_credentials.clone();
         let (metrics, health) = (self.metrics.clone(), self.health.clone());
         self.task = Some(tokio::spawn(async move {
-            controller::run(
+            reconcile::run(
                 client,
                 oss,
                 operator_credentials,
@@ -104,6 +109,7 @@ impl Harness {
                 health,
                 async {
                     let _ = stopped.await;
+                    Shutdown::Graceful
                 },
             )
             .await;

@@ -30,6 +30,9 @@ pub struct KubeFaults {
     pub writes_only: bool,
     /// Close every open watch stream this often.
     pub drop_watches_every: Option<Duration>,
+    /// `"<verb> <resource>"` pairs (as counted, e.g. `"get secrets"`) answered `403 Forbidden`,
+    /// as RBAC would answer a service account that lacks the permission.
+    pub forbidden: Vec<String>,
 }
 
 /// Shared state of the HTTP layer.
@@ -230,6 +233,21 @@ pub async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Respo
         format!("{}/{}", route.plural, route.subresource)
     };
     shared.count(verb, &resource);
+
+    if faults
+        .forbidden
+        .iter()
+        .any(|f| *f == format!("{verb} {resource}"))
+    {
+        let message = format!(
+            "{resource} \"{}\" is forbidden: User \"system:serviceaccount:oss-encryption-system:oss-encryption-operator\" cannot {verb} resource \"{}\" in API group \"{}\" in the namespace \"{}\"",
+            route.name, route.plural, route.group, route.namespace
+        );
+        return json_response(
+            403,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": "Forbidden", "details": {"name": route.name, "kind": route.plural}, "code": 403}),
+        );
+    }
 
     if faults.fail_rate > 0.0
         && (!faults.writes_only || is_write(&method))
