@@ -290,11 +290,8 @@ async fn main() {
     // Steady state: several resync intervals with everything in sync, measured after every object
     // has had its first resync (the interval has ±10% jitter; written objects confirm Applied →
     // InSync on that first resync).
-    let effective_resync = oss_encryption_operator::reconcile::controller::resync_interval(
-        Duration::from_secs(o.resync_seconds),
-        n,
-        o.qps,
-    );
+    let effective_resync =
+        oss_encryption_operator::reconcile::resync_interval(Duration::from_secs(o.resync_seconds), n, o.qps);
     tokio::time::sleep(effective_resync.mul_f64(1.2) + Duration::from_secs(2)).await;
     oss.emulator.state().reset_counters();
     kube.reset_counters();

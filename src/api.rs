@@ -18,6 +18,8 @@ pub const GROUP: &str = "oss.encryption.dev";
 pub const FINALIZER: &str = "oss.encryption.dev/cleanup";
 /// The shortest resync interval accepted.
 pub const MIN_RESYNC: Duration = Duration::from_secs(30);
+/// The longest resync interval accepted.
+pub const MAX_RESYNC: Duration = Duration::from_secs(24 * 3600);
 
 /// Desired default encryption of one Alibaba Cloud OSS bucket.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -100,9 +102,12 @@ pub struct BucketEncryptionSpec {
     pub management_policy: ManagementPolicy,
 
     /// How often an in-sync bucket is re-read to detect drift, as a duration such as 90s, 5m or
-    /// 1h30m (at least 30s). Absent means the operator's default.
+    /// 1h30m, from 30s to 24h. Absent means the operator's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "duration(self) >= duration('30s') && duration(self) <= duration('24h')"
+    ).message("resyncInterval must be between 30s and 24h"))]
     pub resync_interval: Option<String>,
 
     /// Request signature version: V4 (OSS4-HMAC-SHA256, default) or V1.
@@ -313,16 +318,24 @@ impl BucketEncryptionSpec {
         {
             None => None,
             Some(text) => match parse_duration(text) {
-                Some(d) if d >= MIN_RESYNC => Some(d),
-                Some(_) => {
+                Some(d) if (MIN_RESYNC..=MAX_RESYNC).contains(&d) => Some(d),
+                Some(d) if d < MIN_RESYNC => {
                     problems.push(format!(
                         "spec.resyncInterval: {text} is shorter than the minimum of 30s"
                     ));
                     None
                 }
+                Some(_) => {
+                    problems.push(format!(
+                        "spec.resyncInterval: {} is longer than the maximum of 24h",
+                        text.chars().take(32).collect::<String>()
+                    ));
+                    None
+                }
                 None => {
                     problems.push(format!(
-                        "spec.resyncInterval: {text:?} is not a duration such as 90s, 5m or 1h30m"
+                        "spec.resyncInterval: {:?} is not a duration such as 90s, 5m or 1h30m",
+                        text.chars().take(32).collect::<String>()
                     ));
                     None
                 }

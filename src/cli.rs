@@ -1,7 +1,7 @@
 //! `plan` and `apply` without a cluster: the controller's validation, the same pure plan and the
 //! same OSS client, over manifest files. Every resource becomes one result row.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::api::{BucketEncryption, ManagementPolicy};
 use crate::manifest::Manifests;
 use crate::oss::{BucketTarget, Credentials, CredentialsProvider, EncryptionRule, Endpoint, OssClient};
+use crate::reconcile::ownership::{Claim, owner_of};
 use crate::reconcile::plan::{self, Action};
 
 /// Plan only reads; apply also writes.
@@ -87,7 +88,20 @@ pub async fn run(mode: Mode, manifests: &Manifests, engine: &Engine) -> Report {
             request_id: String::new(),
         });
     }
-    let mut claimed: HashMap<(String, String, String), String> = HashMap::new();
+    // One bucket, one owner, decided as the controller decides it (bucket name alone; manifests
+    // have no age, so the owner is the first by namespace, then name).
+    let claims: Vec<Claim> = manifests
+        .resources
+        .iter()
+        .filter(|(_, r)| r.spec.validate().is_ok())
+        .map(|(_, r)| Claim {
+            bucket: r.spec.bucket.clone(),
+            created: None,
+            namespace: r.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            name: r.metadata.name.clone().unwrap_or_default(),
+        })
+        .collect();
+    let mut claimed: HashSet<String> = HashSet::new();
     for (source, resource) in &manifests.resources {
         let mut row = Row {
             source: source.to_string(),
@@ -99,7 +113,11 @@ pub async fn run(mode: Mode, manifests: &Manifests, engine: &Engine) -> Report {
             result: String::new(),
             request_id: String::new(),
         };
-        match one(mode, manifests, engine, resource, &mut claimed, &mut row).await {
+        let ownership = Ownership {
+            claims: &claims,
+            claimed: &mut claimed,
+        };
+        match one(mode, manifests, engine, resource, ownership, &mut row).await {
             Ok(()) => report.changes += usize::from(row.action == "put" || row.action == "delete"),
             Err(message) => {
                 row.action = "error".into();
@@ -112,13 +130,19 @@ pub async fn run(mode: Mode, manifests: &Manifests, engine: &Engine) -> Report {
     report
 }
 
+/// Who owns which bucket, and which buckets were already handled in this run.
+struct Ownership<'a> {
+    claims: &'a [Claim],
+    claimed: &'a mut HashSet<String>,
+}
+
 /// One resource, filling in its row.
 async fn one(
     mode: Mode,
     manifests: &Manifests,
     engine: &Engine,
     resource: &BucketEncryption,
-    claimed: &mut HashMap<(String, String, String), String>,
+    ownership: Ownership<'_>,
     row: &mut Row,
 ) -> Result<(), String> {
     let mut desired = resource.spec.validate().map_err(|e| e.to_string())?;
@@ -126,18 +150,21 @@ async fn one(
     if let Some(endpoint) = &engine.endpoint_override {
         desired.endpoint = endpoint.clone();
     }
-    let key = (
-        desired.bucket.clone(),
-        desired.region.clone(),
-        desired.endpoint.to_string(),
-    );
-    if let Some(first) = claimed.get(&key) {
+    if let Some(owner) = owner_of(&desired.bucket, ownership.claims)
+        && owner.resource() != row.resource
+    {
         return Err(format!(
-            "conflict: bucket {} is also declared by {first}; skipped",
-            desired.bucket
+            "conflict: bucket {} is also declared by {}, which manages it; skipped",
+            desired.bucket,
+            owner.resource()
         ));
     }
-    claimed.insert(key, row.resource.clone());
+    if !ownership.claimed.insert(desired.bucket.clone()) {
+        return Err(format!(
+            "conflict: {} declares bucket {} more than once; skipped",
+            row.resource, desired.bucket
+        ));
+    }
     engine
         .client
         .config()

@@ -1,5 +1,6 @@
 //! Leader election with a `coordination.k8s.io/v1` Lease (kube-lease-manager): only the leader
-//! reconciles; a replica that loses the lease stops reconciling at once.
+//! reconciles; a replica that loses the lease stops reconciling at once (running reconciles are
+//! abandoned, not finished).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,8 +31,18 @@ pub enum Ended {
     LeadershipLost,
 }
 
-/// A future that resolves when the work must stop.
-pub type StopSignal = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
+/// A future that resolves when the work must stop, saying why.
+pub type StopSignal = Pin<Box<dyn Future<Output = Ended> + Send + Sync>>;
+
+impl From<Ended> for crate::reconcile::Shutdown {
+    /// A lost lease stops at once (another replica leads now); a shutdown lets work finish.
+    fn from(ended: Ended) -> Self {
+        match ended {
+            Ended::Shutdown => Self::Graceful,
+            Ended::LeadershipLost => Self::Immediate,
+        }
+    }
+}
 
 /// Waits to hold the lease, then runs `work` until shutdown or until the lease is lost.
 pub async fn lead<W, F>(
@@ -81,6 +92,7 @@ where
             _ = watch_leading.wait_for(|l| !*l) => Ended::LeadershipLost,
         };
         let _ = ended_tx.send(Some(ended));
+        ended
     });
     work(stop).await;
     let ended = ended_rx

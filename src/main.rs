@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use oss_encryption_operator::leader::{self, Election, Ended};
 use oss_encryption_operator::oss::{AllowList, ClientConfig, CredentialsProvider, OssClient};
-use oss_encryption_operator::reconcile::controller::{self, Health, Settings};
+use oss_encryption_operator::reconcile::{self, Health, Settings, Shutdown};
 use oss_encryption_operator::telemetry::{self, Metrics};
 
 /// Keeps Alibaba Cloud OSS bucket default encryption equal to declared BucketEncryption resources.
@@ -180,9 +180,15 @@ struct RunArgs {
     #[arg(long, default_value = "5m", value_parser = parse_interval)]
     resync_interval: Duration,
 
-    /// Reconciles running at once.
+    /// Reconciles running at once (across all watched namespaces).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
+
+    /// With deletionPolicy Delete, how long deletion retries a rule removal that fails
+    /// transiently (OSS 5xx, throttling) before it retains the rule, warns and lets the
+    /// resource go.
+    #[arg(long, default_value = "5m", value_parser = parse_timeout)]
+    deletion_timeout: Duration,
 
     /// OSS requests per second across all reconciles (the account's management-API budget).
     #[arg(long, default_value_t = 10.0)]
@@ -229,8 +235,17 @@ struct RunArgs {
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
     match oss_encryption_operator::api::parse_duration(text) {
-        Some(d) if d >= oss_encryption_operator::api::MIN_RESYNC => Ok(d),
-        Some(_) => Err("must be at least 30s".into()),
+        Some(d) if d < oss_encryption_operator::api::MIN_RESYNC => Err("must be at least 30s".into()),
+        Some(d) if d > oss_encryption_operator::api::MAX_RESYNC => Err("must be at most 24h".into()),
+        Some(d) => Ok(d),
+        None => Err(format!("{text:?} is not a duration such as 90s, 5m or 1h")),
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match oss_encryption_operator::api::parse_duration(text) {
+        Some(d) if d <= Duration::from_secs(24 * 3600) => Ok(d),
+        Some(_) => Err("must be at most 24h".into()),
         None => Err(format!("{text:?} is not a duration such as 90s, 5m or 1h")),
     }
 }
@@ -268,6 +283,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         resync_interval: args.resync_interval,
         concurrency: args.concurrency,
         instance: args.instance,
+        deletion_timeout: args.deletion_timeout,
     };
     tracing::info!(?settings, "starting the controller");
     // One shutdown signal for the HTTP server, the election and the controller.
@@ -297,15 +313,15 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             duration: Duration::from_secs(15),
             grace: Duration::from_secs(5),
         };
-        let work = |stop| {
-            controller::run(
+        let work = |stop: leader::StopSignal| {
+            reconcile::run(
                 client.clone(),
                 oss,
                 operator_credentials,
                 settings,
                 metrics,
                 health,
-                stop,
+                async move { Shutdown::from(stop.await) },
             )
         };
         let ended = leader::lead(client.clone(), election, work, stopped()).await?;
@@ -313,14 +329,18 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             return Err("lost the leader lease; exiting so that a fresh start waits for it again".into());
         }
     } else {
-        controller::run(
+        let stop = stopped();
+        reconcile::run(
             client,
             oss,
             operator_credentials,
             settings,
             metrics,
             health,
-            stopped(),
+            async move {
+                stop.await;
+                Shutdown::Graceful
+            },
         )
         .await;
     }

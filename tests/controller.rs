@@ -682,7 +682,7 @@ fn replica(
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> tokio::task::JoinHandle<oss_encryption_operator::leader::Ended> {
     use oss_encryption_operator::leader::{Election, lead};
-    use oss_encryption_operator::reconcile::controller::{self, Health};
+    use oss_encryption_operator::reconcile::{self, Health, Shutdown};
     let client = h.kube.client();
     let oss = h.oss_client();
     let mut settings = h.settings.clone();
@@ -696,15 +696,15 @@ fn replica(
     };
     let metrics = h.metrics.clone();
     tokio::spawn(async move {
-        let work = |stop_signal| {
-            controller::run(
+        let work = |stop_signal: oss_encryption_operator::leader::StopSignal| {
+            reconcile::run(
                 client.clone(),
                 oss,
                 None,
                 settings,
                 metrics,
                 Health::default(),
-                stop_signal,
+                async move { Shutdown::from(stop_signal.await) },
             )
         };
         lead(client.clone(), election, work, async {

@@ -1,6 +1,290 @@
-//! The controller: the only place that knows both Kubernetes and OSS.
-//! `plan` decides, `controller` acts, `status` reports.
+//! The controller: the only place that knows both Kubernetes and OSS. One reconcile is a list of
+//! named steps (`steps`); decisions are pure (`ownership`, `plan`, `status`, `error`,
+//! `schedule`, `finalizer::decide`); effects sit at the edges (`connect`, `report`, `finalizer`).
+//! This file wires the watchers, caches and controllers, and maps errors to retries.
 
-pub mod controller;
+pub mod connect;
+pub mod context;
+pub mod error;
+pub mod finalizer;
+pub mod ownership;
 pub mod plan;
+pub mod report;
+pub mod schedule;
 pub mod status;
+pub mod steps;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use kube::api::Api;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::{Resource, ResourceExt};
+use tokio::sync::broadcast;
+
+use crate::oss::{CredentialsProvider, OssClient};
+use crate::telemetry::{Metrics, Probe};
+pub use context::{Context, FIELD_MANAGER, Guarded, Settings};
+pub use error::Error;
+pub use schedule::resync_interval;
+
+/// How [`run`] is asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Let running reconciles finish (for up to a grace period): SIGTERM, a released lease.
+    Graceful,
+    /// Stop at once, abandoning running reconciles: the lease was lost, another replica leads.
+    Immediate,
+}
+
+/// Per-object backoff by the error table; the failure count is reset by a success.
+pub fn error_policy(object: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx.record_failure(&object.uid().unwrap_or_default());
+    let policy = error.policy();
+    match error::backoff(policy.retry, failures, fastrand::f64()) {
+        Some(delay) => {
+            tracing::warn!(error = %error, label = error.metric_label(), failures, ?delay, "reconcile failed");
+            Action::requeue(delay)
+        }
+        None => Action::await_change(),
+    }
+}
+
+/// The bucket whose ownership may have moved because of this watch event: a resource was
+/// deleted, or is being deleted.
+fn released_bucket(event: &watcher::Event<Guarded>) -> Option<String> {
+    let object = match event {
+        watcher::Event::Delete(object) => object,
+        watcher::Event::Apply(object) if object.meta().deletion_timestamp.is_some() => object,
+        _ => return None,
+    };
+    object.0.as_ref().ok().map(|r| r.spec.bucket.clone())
+}
+
+/// The live resources of `store` naming each bucket that `released` announces: when an owner
+/// goes, the next in line is reconciled at once instead of after its Conflict backoff.
+fn heirs(
+    released: broadcast::Receiver<String>,
+    store: Store<Guarded>,
+) -> impl Stream<Item = ObjectRef<Guarded>> + Send + 'static {
+    futures_util::stream::unfold(released, |mut released| async move {
+        loop {
+            match released.recv().await {
+                Ok(bucket) => return Some((bucket, released)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flat_map(move |bucket| {
+        let named = store.state_filter(|o| {
+            o.0.as_ref()
+                .is_ok_and(|r| r.spec.bucket == bucket && r.meta().deletion_timestamp.is_none())
+        });
+        futures_util::stream::iter(
+            named
+                .iter()
+                .map(|o| ObjectRef::from_obj(o.as_ref()))
+                .collect::<Vec<_>>(),
+        )
+    })
+}
+
+/// What `/readyz` and the objects gauge read: filled in by [`run`], shared with the HTTP server,
+/// which runs for the whole process (also while this instance waits to become leader).
+#[derive(Clone, Default)]
+pub struct Health {
+    /// Watchers that finished their first list.
+    synced: Arc<std::sync::atomic::AtomicUsize>,
+    /// Watchers started by the running controller (0 while not leading).
+    watched: Arc<std::sync::atomic::AtomicUsize>,
+    stores: Arc<Mutex<Vec<Store<Guarded>>>>,
+}
+
+impl Health {
+    /// Ready when not reconciling (a standby replica) or once every cache is synced.
+    pub fn ready(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let watched = self.watched.load(Relaxed);
+        watched == 0 || self.synced.load(Relaxed) >= watched
+    }
+
+    /// Objects by Ready status across the caches.
+    pub fn ready_counts(&self) -> std::collections::BTreeMap<String, i64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for store in self.stores.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            for object in store.state() {
+                let status = match &object.0 {
+                    Ok(resource) => resource
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                        .map_or("Unknown", |c| c.status.as_str())
+                        .to_owned(),
+                    Err(_) => "False".to_owned(),
+                };
+                *counts.entry(status).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// The probe for the HTTP server.
+    pub fn probe(&self, metrics: Arc<Metrics>) -> Probe {
+        let ready = self.clone();
+        let counts = self.clone();
+        Probe {
+            metrics,
+            ready: Arc::new(move || ready.ready()),
+            objects: Arc::new(move || counts.ready_counts()),
+        }
+    }
+}
+
+/// Builds the controllers (one per watched namespace, or one for all) and runs them until
+/// `shutdown` resolves, reporting into `metrics` and `health`.
+pub async fn run(
+    client: kube::Client,
+    oss: OssClient,
+    operator_credentials: Option<CredentialsProvider>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    health: Health,
+    shutdown: impl Future<Output = Shutdown> + Send + 'static,
+) {
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(selector) = &settings.label_selector {
+        config = config.labels(selector);
+    }
+    let apis: Vec<Api<Guarded>> = if settings.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        settings
+            .namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let caches: Vec<_> = apis.iter().map(|_| reflector::store::<Guarded>()).collect();
+    let stores: Vec<Store<Guarded>> = caches.iter().map(|(reader, _)| reader.clone()).collect();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(settings.instance.clone()),
+        },
+    );
+    let concurrency = settings.concurrency;
+    let ctx = Arc::new(Context::new(
+        client,
+        oss,
+        operator_credentials,
+        recorder,
+        settings,
+        metrics.clone(),
+        stores.clone(),
+    ));
+    // Caches count as synced once every watcher has finished its first list (InitDone). Counted
+    // from the event stream: `Store::wait_until_ready` wakes only one waiter, and the controller
+    // itself waits on it.
+    health.synced.store(0, std::sync::atomic::Ordering::Relaxed);
+    health
+        .watched
+        .store(apis.len(), std::sync::atomic::Ordering::Relaxed);
+    *health.stores.lock().unwrap_or_else(|p| p.into_inner()) = stores;
+    let (released, _) = broadcast::channel::<String>(1024);
+    let controllers: Vec<Controller<Guarded>> = apis
+        .into_iter()
+        .zip(caches)
+        .map(|(api, (reader, writer))| {
+            let synced = health.synced.clone();
+            let mut counted = false;
+            let events_ctx = ctx.clone();
+            let announce = released.clone();
+            // Only generation changes (spec edits, deletion) and new objects trigger a reconcile:
+            // the controller's own status and finalizer writes do not feed back into it, and
+            // everything else is caught by the resync interval.
+            let triggers = watcher(api, config.clone())
+                .default_backoff()
+                // managedFields are never read here; not caching them saves memory on a large fleet.
+                .modify(|object: &mut Guarded| object.managed_fields_mut().clear())
+                .reflect(writer)
+                .inspect(move |event| {
+                    let Ok(event) = event else { return };
+                    if !counted && matches!(event, watcher::Event::InitDone) {
+                        counted = true;
+                        synced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if let watcher::Event::Delete(object) = event
+                        && let Some(uid) = object.uid()
+                    {
+                        events_ctx.forget_failures(&uid);
+                    }
+                    if let Some(bucket) = released_bucket(event) {
+                        let _ = announce.send(bucket);
+                    }
+                })
+                .applied_objects()
+                .predicate_filter(predicates::generation, Default::default());
+            let heirs = heirs(released.subscribe(), reader.clone());
+            Controller::for_stream(triggers, reader)
+                .reconcile_on(heirs)
+                .with_config(ControllerConfig::default().concurrency(concurrency))
+        })
+        .collect();
+    metrics.set_leader(true);
+
+    let (stop, stopped) = tokio::sync::watch::channel(None::<Shutdown>);
+    let started = tokio::time::Instant::now();
+    tokio::spawn(async move {
+        let how = shutdown.await;
+        if how == Shutdown::Graceful {
+            // kube-runtime 5.0's Controller does not act on a graceful-shutdown trigger that
+            // fires while it is still starting (it then waits until something else wakes it),
+            // so a very early signal is passed on once start-up has settled.
+            tokio::time::sleep_until(started + STARTUP_SETTLE).await;
+        }
+        let _ = stop.send(Some(how));
+    });
+    let mut stopping = stopped.clone();
+    let runs = controllers.into_iter().map(|controller| {
+        let mut stopped = stopped.clone();
+        controller
+            .graceful_shutdown_on(async move {
+                let _ = stopped.wait_for(Option::is_some).await;
+            })
+            .run(steps::reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "reconcile loop reported an error");
+                }
+            })
+    });
+    let all = futures_util::future::join_all(runs);
+    tokio::pin!(all);
+    tokio::select! {
+        _ = &mut all => {}
+        () = async {
+            let how = stopping.wait_for(Option::is_some).await.ok().and_then(|s| *s);
+            if how == Some(Shutdown::Immediate) {
+                tracing::warn!("stopping at once: running reconciles are abandoned");
+            } else {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                tracing::warn!(?SHUTDOWN_GRACE, "reconciles still running after the grace period; stopping anyway");
+            }
+        } => {}
+    }
+    metrics.set_leader(false);
+    health.watched.store(0, std::sync::atomic::Ordering::Relaxed);
+    health.stores.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}
+
+/// How long shutdown waits for running reconciles before stopping anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// A graceful shutdown requested earlier than this after start is passed on at this point.
+const STARTUP_SETTLE: Duration = Duration::from_secs(1);

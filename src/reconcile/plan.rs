@@ -94,23 +94,47 @@ mod tests {
         states
     }
 
+    /// The expected Manage-mode action for every (desired, observed) pair, written by hand:
+    /// rows are desired, columns observed, both in `every_state` order
+    /// (none, AES256, SM4, KMS, KMS+SM4, KMS k1, KMS k1+SM4, KMS k2, KMS k2+SM4).
+    /// `.` nothing, `P` put the desired rule, `D` delete the rule.
+    const MANAGE: [&str; 9] = [
+        ".DDDDDDDD", // want no rule
+        "P.PPPPPPP", // want AES256
+        "PP.PPPPPP", // want SM4
+        "PPP.PPPPP", // want KMS, OSS-managed key
+        "PPPP.PPPP", // want KMS + SM4 data
+        "PPPPP.PPP", // want KMS key-1
+        "PPPPPP.PP", // want KMS key-1 + SM4 data
+        "PPPPPPP.P", // want KMS key-2
+        "PPPPPPPP.", // want KMS key-2 + SM4 data
+    ];
+
     #[test]
     fn exhaustive_over_every_desired_observed_and_policy() {
         let states = every_state();
+        assert_eq!(states.len(), MANAGE.len());
         let mut checked = 0;
-        for desired in &states {
-            for observed in &states {
-                for policy in [ManagementPolicy::Manage, ManagementPolicy::Observe] {
-                    let plan = plan(desired.as_ref(), observed.as_ref(), policy);
-                    let expected = match (desired == observed, policy, desired) {
-                        (true, _, _) | (false, ManagementPolicy::Observe, _) => Action::Nothing,
-                        (false, ManagementPolicy::Manage, Some(rule)) => Action::Put(rule.clone()),
-                        (false, ManagementPolicy::Manage, None) => Action::Delete,
-                    };
-                    assert_eq!(plan.action, expected, "{desired:?} vs {observed:?} ({policy:?})");
-                    assert_eq!(plan.drift.is_some(), desired != observed);
-                    checked += 1;
+        for (row, desired) in states.iter().enumerate() {
+            for (column, observed) in states.iter().enumerate() {
+                let expected = match MANAGE[row].as_bytes()[column] {
+                    b'.' => Action::Nothing,
+                    b'P' => Action::Put(desired.clone().expect("P only where a rule is wanted")),
+                    b'D' => Action::Delete,
+                    other => panic!("bad table entry {}", other as char),
+                };
+                let manage = plan(desired.as_ref(), observed.as_ref(), ManagementPolicy::Manage);
+                assert_eq!(manage.action, expected, "{desired:?} vs {observed:?}");
+                let observe = plan(desired.as_ref(), observed.as_ref(), ManagementPolicy::Observe);
+                assert_eq!(observe.action, Action::Nothing, "Observe never writes");
+                for decision in [manage, observe] {
+                    assert_eq!(
+                        decision.drift.is_some(),
+                        row != column,
+                        "{desired:?} vs {observed:?}"
+                    );
                 }
+                checked += 2;
             }
         }
         assert_eq!(checked, 9 * 9 * 2);

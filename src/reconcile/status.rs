@@ -27,12 +27,13 @@ pub enum Reason {
     Throttled,
     OssError,
     Deleting,
+    KubernetesError,
     ReconcileSuccess,
 }
 
 impl Reason {
     /// Every reason, so a stored condition can be read back.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Self::InSync,
         Self::Applied,
         Self::Drifted,
@@ -45,6 +46,7 @@ impl Reason {
         Self::Throttled,
         Self::OssError,
         Self::Deleting,
+        Self::KubernetesError,
         Self::ReconcileSuccess,
     ];
 
@@ -67,6 +69,7 @@ impl Reason {
             Self::Throttled => "Throttled",
             Self::OssError => "OssError",
             Self::Deleting => "Deleting",
+            Self::KubernetesError => "KubernetesError",
             Self::ReconcileSuccess => "ReconcileSuccess",
         }
     }
@@ -100,6 +103,12 @@ impl ConditionState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
     pub ready: ConditionState,
+    /// The generation was acted on to a definite outcome (applied, in sync, drifted, or a
+    /// terminal judgement): `observedGeneration` advances and Ready is set for it. When false
+    /// (a transient failure) the stored Ready and `observedGeneration` stay as they are, so an
+    /// old Ready is never relabelled as the new generation's; `ready` is written only when no
+    /// Ready is stored yet.
+    pub settled: bool,
     pub synced: ConditionState,
     /// The rule OSS reported, when OSS was read (`Some(None)` = no rule).
     pub observed: Option<Option<EncryptionRule>>,
@@ -115,6 +124,7 @@ impl Report {
         let message = message.into();
         Self {
             ready: ConditionState::new(false, reason, message.clone()),
+            settled: true,
             synced: ConditionState::new(false, reason, message),
             observed: None,
             request_id,
@@ -205,8 +215,13 @@ pub fn next_status(
 ) -> Option<BucketEncryptionStatus> {
     let stored = current.cloned().unwrap_or_default();
     let mut next = stored.clone();
-    next.observed_generation = generation;
-    upsert(&mut next.conditions, "Ready", &report.ready, generation, now);
+    let has_ready = stored.conditions.iter().any(|c| c.type_ == "Ready");
+    if report.settled {
+        next.observed_generation = generation;
+    }
+    if report.settled || !has_ready {
+        upsert(&mut next.conditions, "Ready", &report.ready, generation, now);
+    }
     upsert(&mut next.conditions, "Synced", &report.synced, generation, now);
     if let Some(observed) = &report.observed {
         next.observed = Some(ObservedRule::from_rule(observed.as_ref()));
@@ -234,6 +249,7 @@ mod tests {
     fn in_sync(request_id: &str) -> Report {
         Report {
             ready: ConditionState::new(true, Reason::InSync, "bucket has AES256"),
+            settled: true,
             synced: ConditionState::new(true, Reason::ReconcileSuccess, ""),
             observed: Some(Some(EncryptionRule::new(SseAlgorithm::Aes256))),
             request_id: Some(request_id.into()),
@@ -343,6 +359,44 @@ mod tests {
         );
         assert_eq!(different, "404 (request id R3)");
         assert_eq!(without_request_ids("a (request id X) b (request id Y)"), "a  b ");
+    }
+
+    #[test]
+    fn an_unsettled_generation_keeps_the_stored_ready_and_observed_generation() {
+        let stored = next_status(None, Some(1), &in_sync("R1"), "T1").unwrap();
+        let pending = Report {
+            settled: false,
+            ..Report::failed(Reason::OssError, "HTTP 500", None)
+        };
+        let next = next_status(Some(&stored), Some(2), &pending, "T2").unwrap();
+        assert_eq!(next.observed_generation, Some(1), "generation 2 not acted on");
+        let ready = next.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.observed_generation),
+            ("True", Some(1)),
+            "the old Ready keeps its own generation"
+        );
+        let synced = next.conditions.iter().find(|c| c.type_ == "Synced").unwrap();
+        assert_eq!(
+            (
+                synced.status.as_str(),
+                synced.reason.as_str(),
+                synced.observed_generation
+            ),
+            ("False", "OssError", Some(2))
+        );
+        // With nothing stored, an unsettled failure still says Ready=False (never True).
+        let first = next_status(None, Some(1), &pending, "T1").unwrap();
+        assert_eq!(first.observed_generation, None);
+        assert_eq!(
+            first
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .unwrap()
+                .status,
+            "False"
+        );
     }
 
     #[test]

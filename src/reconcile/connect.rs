@@ -1,0 +1,66 @@
+//! Where and as whom to call OSS: the endpoint must pass the allow-list (else nothing is sent),
+//! then the credentials are resolved from the resource's Secret or the operator's own chain.
+//! Shared by the sync steps and the finalizer.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt};
+
+use super::context::Context;
+use super::error::Error;
+use crate::api::{BucketEncryption, DesiredState};
+use crate::oss::{BucketTarget, Credentials, CredentialsProvider};
+
+/// The bucket to call and the credentials to call it with.
+pub async fn resolve(
+    resource: &BucketEncryption,
+    desired: &DesiredState,
+    ctx: &Context,
+) -> Result<(BucketTarget, CredentialsProvider), Error> {
+    ctx.oss
+        .config()
+        .allow_list
+        .check(&desired.endpoint)
+        .map_err(|e| Error::EndpointNotAllowed(e.to_string()))?;
+    let credentials = credentials(resource, ctx).await?;
+    let target = BucketTarget {
+        bucket: desired.bucket.clone(),
+        region: desired.region.clone(),
+        endpoint: desired.endpoint.clone(),
+        signature_version: desired.signature_version,
+    };
+    Ok((target, credentials))
+}
+
+/// The object's Secret (read now, never cached or watched) or the operator's own credentials.
+async fn credentials(resource: &BucketEncryption, ctx: &Context) -> Result<CredentialsProvider, Error> {
+    let Some(source) = &resource.spec.credentials else {
+        return ctx.operator_credentials.clone().ok_or_else(|| {
+            Error::CredentialsNotFound(
+                "spec.credentials is not set and the operator has no credentials of its own to use \
+                 (or --allow-operator-credentials=false)"
+                    .into(),
+            )
+        });
+    };
+    let namespace = resource.namespace().unwrap_or_default();
+    let name = &source.secret_ref.name;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::kube(format!("reading Secret {namespace}/{name}"), e))?
+        .ok_or_else(|| Error::CredentialsNotFound(format!("Secret {namespace}/{name} not found")))?;
+    let data = secret.data.unwrap_or_default();
+    let value = |key: &str| {
+        data.get(key)
+            .map(|v| String::from_utf8_lossy(&v.0).trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let missing =
+        |key: &str| Error::CredentialsNotFound(format!("Secret {namespace}/{name} has no {key} key"));
+    let id = value("accessKeyId").ok_or_else(|| missing("accessKeyId"))?;
+    let secret_value = value("accessKeySecret").ok_or_else(|| missing("accessKeySecret"))?;
+    let credentials =
+        Credentials::new(id, secret_value).with_security_token(value("securityToken").unwrap_or_default());
+    Ok(CredentialsProvider::Static(credentials))
+}

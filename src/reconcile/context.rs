@@ -1,0 +1,119 @@
+//! What every reconcile shares: clients, recorder, metrics, settings, the caches and the
+//! per-object failure counts. The bottom floor of `reconcile/`: imports nothing of its siblings.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::core::DeserializeGuard;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+use tokio::sync::Semaphore;
+
+use crate::api::BucketEncryption;
+use crate::oss::{CredentialsProvider, OssClient};
+use crate::telemetry::Metrics;
+
+/// The field manager of every write the controller makes.
+pub const FIELD_MANAGER: &str = "oss-encryption-operator";
+
+/// Guarded objects: one that does not deserialise still reaches reconcile (and gets InvalidSpec).
+pub type Guarded = DeserializeGuard<BucketEncryption>;
+
+/// Operator-wide settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    pub label_selector: Option<String>,
+    /// Resync interval of objects that do not set one.
+    pub resync_interval: Duration,
+    /// Reconciles running at once, across all watched namespaces.
+    pub concurrency: u16,
+    /// The `reportingInstance` of events (pod name).
+    pub instance: String,
+    /// How long deletion keeps retrying a rule removal that fails transiently before it
+    /// retains the rule and releases the finalizer.
+    pub deletion_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            label_selector: None,
+            resync_interval: Duration::from_secs(300),
+            concurrency: 8,
+            instance: FIELD_MANAGER.into(),
+            deletion_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    pub client: kube::Client,
+    pub oss: OssClient,
+    /// The operator's own credentials; `None` when absent or forbidden (`--allow-operator-credentials=false`).
+    pub operator_credentials: Option<CredentialsProvider>,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    /// The caches of every watched namespace (ownership is decided across all of them).
+    pub stores: Vec<Store<Guarded>>,
+    /// Bounds reconciles across all controllers to `settings.concurrency`.
+    pub permits: Semaphore,
+    /// Consecutive failures per object uid, for backoff; cleared on success and on deletion.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        oss: OssClient,
+        operator_credentials: Option<CredentialsProvider>,
+        recorder: Recorder,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        stores: Vec<Store<Guarded>>,
+    ) -> Self {
+        let permits = Semaphore::new(usize::from(settings.concurrency.max(1)));
+        Self {
+            client,
+            oss,
+            operator_credentials,
+            recorder,
+            settings,
+            metrics,
+            stores,
+            permits,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Objects in all caches.
+    pub fn object_count(&self) -> usize {
+        self.stores.iter().map(Store::len).sum()
+    }
+
+    /// Counts one more consecutive failure of the object; returns the count.
+    pub fn record_failure(&self, uid: &str) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(uid.to_owned()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    /// Forgets the object's failures (after a success, or once it is gone).
+    pub fn forget_failures(&self, uid: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
+    }
+
+    /// Objects with failures on record (for tests of the bookkeeping).
+    pub fn failing_objects(&self) -> usize {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}

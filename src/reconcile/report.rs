@@ -1,0 +1,89 @@
+//! Effects that report: the status (server-side apply on `/status`, only when it changed) and
+//! Kubernetes Events through the shared recorder.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use serde_json::json;
+
+use super::context::{Context, FIELD_MANAGER};
+use super::error::Error;
+use super::status::{Report, next_status};
+use crate::api::{BucketEncryption, BucketEncryptionStatus};
+
+/// Event notes are cut to this many characters (the API server's limit is 1 KiB).
+const NOTE_LIMIT: usize = 1000;
+
+/// The untyped API of BucketEncryptions in a namespace (reads and writes even malformed objects).
+pub fn raw_api(ctx: &Context, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        ctx.client.clone(),
+        namespace,
+        &ApiResource::erase::<BucketEncryption>(&()),
+    )
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Writes the status with server-side apply, only when `report` changes what is stored.
+pub async fn write_status(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    current: Option<&BucketEncryptionStatus>,
+    generation: Option<i64>,
+    report: &Report,
+) -> Result<(), Error> {
+    let Some(status) = next_status(current, generation, report, &now()) else {
+        return Ok(());
+    };
+    let patch = json!({
+        "apiVersion": "oss.encryption.dev/v1alpha1",
+        "kind": "BucketEncryption",
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    raw_api(ctx, namespace)
+        .patch_status(name, &params, &Patch::Apply(&patch))
+        .await
+        .map_err(|e| Error::kube(format!("writing the status of {namespace}/{name}"), e))?;
+    Ok(())
+}
+
+/// The stored status of an object that cannot be read as a typed resource (read raw).
+pub async fn stored_status(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<BucketEncryptionStatus>, Error> {
+    let stored = raw_api(ctx, namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::kube(format!("reading {namespace}/{name}"), e))?;
+    Ok(stored
+        .and_then(|o| o.data.get("status").cloned())
+        .and_then(|s| serde_json::from_value(s).ok()))
+}
+
+/// An event about the resource.
+pub fn event(type_: EventType, reason: &str, note: impl AsRef<str>) -> Event {
+    Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.as_ref().chars().take(NOTE_LIMIT).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    }
+}
+
+/// Publishes events; a failure to publish is logged, never fatal (e.g. in a terminating
+/// namespace, where the API server refuses new events).
+pub async fn publish(ctx: &Context, reference: &ObjectReference, events: &[Event]) {
+    for event in events {
+        if let Err(error) = ctx.recorder.publish(event, reference).await {
+            tracing::warn!(%error, reason = %event.reason, "could not publish an event");
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! One reconcile as named steps:
+//! validate → ownership → finalizer → resolve → observe → plan → apply → report → requeue.
+//! Deletion goes to the finalizer; an object that cannot be deserialised is reported (or, when
+//! deleted, released). Decisions are pure functions beside this file; this file sequences them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use tracing::Instrument;
+
+use super::connect;
+use super::context::{Context, Guarded};
+use super::error::{Error, Retry};
+use super::finalizer;
+use super::ownership::{Claim, owner_of};
+use super::plan::{self, Action as OssAction, Plan};
+use super::report::{self, event, publish};
+use super::schedule;
+use super::status::{ConditionState, Reason, Report, stable_message};
+use crate::api::{BucketEncryption, DesiredState, FINALIZER};
+use crate::oss::{BucketTarget, CredentialsProvider, EncryptionRule, Reply};
+
+/// Reconciles one object, within the global concurrency bound, timed and counted in the metrics.
+pub async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The semaphore is never closed, so acquiring only waits.
+    let _permit = ctx.permits.acquire().await;
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %object.namespace().unwrap_or_default(),
+        name = %object.name_any(),
+        bucket = object.0.as_ref().map(|r| r.spec.bucket.as_str()).unwrap_or_default(),
+    );
+    let result = reconcile_object(&object, &ctx).instrument(span).await;
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(error) => error.metric_label(),
+    };
+    ctx.metrics.reconciled(label, started.elapsed());
+    if result.is_ok()
+        && let Some(uid) = object.uid()
+    {
+        ctx.forget_failures(&uid);
+    }
+    result
+}
+
+async fn reconcile_object(object: &Guarded, ctx: &Context) -> Result<Action, Error> {
+    let resource = match &object.0 {
+        Ok(resource) => resource,
+        Err(invalid) if invalid.metadata.deletion_timestamp.is_some() => {
+            return finalizer::finalize_unreadable(invalid, ctx).await;
+        }
+        Err(invalid) => return report_unreadable(invalid, ctx).await,
+    };
+    if resource.meta().deletion_timestamp.is_some() {
+        return finalizer::finalize(resource, ctx, ownership(resource, ctx)).await;
+    }
+    match sync(resource, ctx).await {
+        Ok(outcome) => {
+            report_outcome(resource, &outcome, ctx).await?;
+            Ok(Action::requeue(outcome.requeue))
+        }
+        Err(error) => report_failure(resource, error, ctx).await,
+    }
+}
+
+/// What a reconcile that went through found and did.
+struct Outcome {
+    report: Report,
+    events: Vec<Event>,
+    requeue: std::time::Duration,
+}
+
+/// validate → ownership → finalizer → resolve → observe → plan → apply.
+async fn sync(resource: &BucketEncryption, ctx: &Context) -> Result<Outcome, Error> {
+    let desired = validate(resource)?;
+    let owned = ownership(resource, ctx);
+    // A non-owner never carries the finalizer (so deleting it can never remove the rule).
+    finalizer::ensure(resource, ctx, finalizer::wanted(resource, owned.is_ok())).await?;
+    owned.map_err(|owner| Error::Conflict {
+        owner,
+        bucket: desired.bucket.clone(),
+    })?;
+    let (target, credentials) = connect::resolve(resource, &desired, ctx).await?;
+    let observed = ctx.oss.get_encryption(&target, &credentials).await?;
+    let decision = plan::plan(
+        desired.rule.as_ref(),
+        observed.value.as_ref(),
+        resource.spec.management_policy,
+    );
+    let written = apply(&decision, &target, &credentials, ctx).await?;
+    let requeue = schedule::jittered(
+        schedule::resync_interval(
+            desired.resync_interval.unwrap_or(ctx.settings.resync_interval),
+            ctx.object_count(),
+            ctx.oss.config().qps,
+        ),
+        fastrand::f64(),
+    );
+    let (report, events) = judge(resource, &desired, observed, &decision, written);
+    if report.drift_corrected {
+        ctx.metrics.drift_corrected();
+    }
+    Ok(Outcome {
+        report,
+        events,
+        requeue,
+    })
+}
+
+/// The controller's own validation (defence in depth behind admission).
+fn validate(resource: &BucketEncryption) -> Result<DesiredState, Error> {
+    resource
+        .spec
+        .validate()
+        .map_err(|e| Error::InvalidSpec(e.to_string()))
+}
+
+/// `Ok` when this resource owns its bucket, else `Err(owner)` naming the owner. Claims come from
+/// every watched namespace's cache: live resources with a valid spec, and resources being deleted
+/// that still hold the finalizer (their cleanup is under way, so nobody else may write yet).
+pub fn ownership(resource: &BucketEncryption, ctx: &Context) -> Result<(), String> {
+    let bucket = resource.spec.bucket.as_str();
+    let me = claim(resource);
+    let mut claims = vec![me.clone()];
+    for store in &ctx.stores {
+        let others = store.state_filter(|o| {
+            o.0.as_ref()
+                .is_ok_and(|other| other.spec.bucket == bucket && other.meta().uid != resource.meta().uid)
+        });
+        for other in others {
+            let Ok(other) = &other.0 else { continue };
+            let deleting = other.meta().deletion_timestamp.is_some();
+            let finalizing = other.finalizers().iter().any(|f| f == FINALIZER);
+            if (!deleting || finalizing) && other.spec.validate().is_ok() {
+                claims.push(claim(other));
+            }
+        }
+    }
+    match owner_of(bucket, &claims) {
+        Some(owner) if *owner != me => Err(owner.resource()),
+        _ => Ok(()),
+    }
+}
+
+fn claim(resource: &BucketEncryption) -> Claim {
+    Claim {
+        bucket: resource.spec.bucket.clone(),
+        created: resource.meta().creation_timestamp.as_ref().map(|t| t.0),
+        namespace: resource.namespace().unwrap_or_default(),
+        name: resource.name_any(),
+    }
+}
+
+/// The planned OSS write, if any: `(API, request id)` of the write made.
+async fn apply(
+    decision: &Plan,
+    target: &BucketTarget,
+    credentials: &CredentialsProvider,
+    ctx: &Context,
+) -> Result<Option<(&'static str, Reply<()>)>, Error> {
+    Ok(match &decision.action {
+        OssAction::Nothing => None,
+        OssAction::Put(rule) => Some((
+            "PutBucketEncryption",
+            ctx.oss.put_encryption(target, credentials, rule).await?,
+        )),
+        OssAction::Delete => Some((
+            "DeleteBucketEncryption",
+            ctx.oss.delete_encryption(target, credentials).await?,
+        )),
+    })
+}
+
+/// Whether the stored status says OSS held this generation's rule: Ready=True for the current
+/// generation. Only then is a difference found now drift (a change made behind our back).
+fn was_in_sync(resource: &BucketEncryption) -> bool {
+    let generation = resource.meta().generation;
+    resource.status.as_ref().is_some_and(|s| {
+        s.observed_generation == generation
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation)
+    })
+}
+
+fn describe(rule: Option<&EncryptionRule>) -> String {
+    rule.map_or_else(|| "no rule".to_owned(), ToString::to_string)
+}
+
+/// Pure: the report and events of a reconcile that went through.
+fn judge(
+    resource: &BucketEncryption,
+    desired: &DesiredState,
+    observed: Reply<Option<EncryptionRule>>,
+    decision: &Plan,
+    written: Option<(&'static str, Reply<()>)>,
+) -> (Report, Vec<Event>) {
+    let synced = ConditionState::new(true, Reason::ReconcileSuccess, "");
+    let wanted = describe(desired.rule.as_ref());
+    let mut report = Report {
+        ready: ConditionState::new(true, Reason::InSync, format!("bucket has {wanted}")),
+        settled: true,
+        synced,
+        observed: Some(observed.value.clone()),
+        request_id: Some(observed.request_id.clone()),
+        drift_corrected: false,
+    };
+    let mut events = Vec::new();
+    match (written, &decision.drift) {
+        (None, None) => {}
+        (None, Some(drift)) => {
+            events.push(event(EventType::Warning, "DriftDetected", drift.to_string()));
+            report.ready = ConditionState::new(
+                false,
+                Reason::Drifted,
+                format!("{drift} (Observe mode: not corrected)"),
+            );
+        }
+        (Some((api, reply)), drift) => {
+            let drift_text = drift.as_ref().map(ToString::to_string).unwrap_or_default();
+            let note = format!("{api} {wanted} ({drift_text}; request id {})", reply.request_id);
+            let corrected = was_in_sync(resource);
+            let reason = match (corrected, &decision.action) {
+                (true, _) => "DriftCorrected",
+                (false, OssAction::Delete) => "Deleted",
+                (false, _) => "Applied",
+            };
+            let kind = if corrected {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            events.push(event(kind, reason, &note));
+            report.ready = ConditionState::new(true, Reason::Applied, note);
+            report.observed = Some(desired.rule.clone());
+            report.request_id = Some(reply.request_id);
+            report.drift_corrected = corrected;
+        }
+    }
+    (report, events)
+}
+
+async fn report_outcome(resource: &BucketEncryption, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {
+    let namespace = resource.namespace().unwrap_or_default();
+    let current = resource.status.as_ref();
+    let generation = resource.meta().generation;
+    report::write_status(
+        ctx,
+        &namespace,
+        &resource.name_any(),
+        current,
+        generation,
+        &outcome.report,
+    )
+    .await?;
+    publish(ctx, &resource.object_ref(&()), &outcome.events).await;
+    Ok(())
+}
+
+/// Reports a failed step by the error table: Ready kept (transient: the generation stays
+/// unsettled) or set False (terminal), Synced False, a Warning event; then the retry class
+/// decides between a backoff (the error goes to `error_policy`) and waiting for a change.
+async fn report_failure(resource: &BucketEncryption, error: Error, ctx: &Context) -> Result<Action, Error> {
+    let policy = error.policy();
+    let reason = policy.reason;
+    let message = error.to_string();
+    let current = resource.status.as_ref();
+    let mut report = Report::failed(reason, message.clone(), error.request_id());
+    report.settled = !policy.keeps_ready;
+    report.ready.message = stable_message(current, "Ready", reason, message.clone());
+    report.synced.message = stable_message(current, "Synced", reason, message);
+    let namespace = resource.namespace().unwrap_or_default();
+    let generation = resource.meta().generation;
+    if let Err(write_error) = report::write_status(
+        ctx,
+        &namespace,
+        &resource.name_any(),
+        current,
+        generation,
+        &report,
+    )
+    .await
+    {
+        tracing::warn!(error = %write_error, "could not report a failed reconcile");
+    }
+    let note = format!("{reason}: {}", error.without_request_id());
+    publish(
+        ctx,
+        &resource.object_ref(&()),
+        &[event(EventType::Warning, "ReconcileError", note)],
+    )
+    .await;
+    match policy.retry {
+        Retry::AwaitChange => Ok(Action::await_change()),
+        _ => Err(error),
+    }
+}
+
+/// An object that cannot be deserialised (admission bypassed): InvalidSpec, once, then wait for
+/// a change. The stored status is read raw, so an unchanged report writes nothing.
+async fn report_unreadable(
+    invalid: &kube::core::error_boundary::InvalidObject,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    let current = report::stored_status(ctx, &namespace, &name).await?;
+    let report = Report::failed(
+        Reason::InvalidSpec,
+        format!("invalid spec: {}", invalid.error),
+        None,
+    );
+    let generation = invalid.metadata.generation;
+    report::write_status(ctx, &namespace, &name, current.as_ref(), generation, &report).await?;
+    Ok(Action::await_change())
+}
