@@ -164,3 +164,40 @@ async fn apply_is_idempotent_and_uses_secrets_from_the_manifests() {
     let plan = cli::run(Mode::Plan, &manifests, &engine).await;
     assert_eq!(plan.changes, 0);
 }
+
+#[test]
+fn one_bucket_has_one_owner_whatever_its_endpoint_or_region_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    // Listed in the file before its owner: ownership is by namespace and name, not file order.
+    let manifests = r#"
+apiVersion: oss.encryption.dev/v1alpha1
+kind: BucketEncryption
+metadata: {name: second, namespace: platform}
+spec: {bucket: shared-bucket, region: cn-shanghai, algorithm: SM4, endpoint: oss-cn-shanghai-internal.aliyuncs.com}
+---
+apiVersion: oss.encryption.dev/v1alpha1
+kind: BucketEncryption
+metadata: {name: first, namespace: platform}
+spec: {bucket: shared-bucket, region: cn-hangzhou, algorithm: AES256}
+"#;
+    let path = dir.path().join("twice.yaml");
+    std::fs::write(&path, manifests).unwrap();
+    let (code, stdout, stderr) =
+        operator(&["apply", "--emulator", "-f", path.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, 1, "the conflict is an error row: {stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["resource"] == format!("platform/{name}"))
+            .unwrap()
+    };
+    assert_eq!(row("first")["action"], "put");
+    assert_eq!(row("second")["action"], "error");
+    let result = row("second")["result"].as_str().unwrap();
+    assert!(
+        result.contains("platform/first") && result.contains("shared-bucket"),
+        "{result}"
+    );
+    assert_eq!(report["changes"], 1, "exactly one write");
+}

@@ -180,23 +180,40 @@ async fn in_sync_resyncs_cost_one_get_and_no_kubernetes_writes() {
         .await;
     h.wait_ready("steady-1", "True", "InSync").await;
     h.wait_ready("steady-2", "True", "InSync").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     h.oss.emulator.state().reset_counters();
     h.kube.reset_counters();
-    let window = Duration::from_secs(4);
-    tokio::time::sleep(window).await;
+    // Count-based: wait for ten resyncs of each object, however long the machine takes.
+    let per_bucket = |bucket: &str| {
+        h.oss
+            .emulator
+            .state()
+            .bucket_requests()
+            .get(bucket)
+            .copied()
+            .unwrap_or(0)
+    };
+    for _ in 0..600 {
+        if per_bucket("steady-1") >= 10 && per_bucket("steady-2") >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (one, two) = (per_bucket("steady-1"), per_bucket("steady-2"));
     let counters = h.oss.emulator.state().counters();
-    let gets = h.oss.emulator.state().total("GetBucketEncryption");
-    let resyncs_per_object = window.as_secs_f64() / h.settings.resync_interval.as_secs_f64();
-    let per_object = gets as f64 / 2.0;
     println!(
-        "in sync: {gets} GETs for 2 objects over {window:?} ({per_object:.1} per object, ~{resyncs_per_object:.0} resyncs each); kube writes {}",
+        "in sync: {one} and {two} requests for the two objects; kube writes {}",
         h.kube.writes()
     );
+    assert!(one >= 10 && two >= 10, "both objects keep resyncing");
     assert_eq!(counters.len(), 1, "only GETs: {counters:?}");
+    assert_eq!(
+        h.oss.emulator.state().total("GetBucketEncryption"),
+        one + two,
+        "one GET per request, nothing else"
+    );
     assert!(
-        per_object >= resyncs_per_object * 0.6 && per_object <= resyncs_per_object * 1.3,
-        "{per_object} GETs per object for ~{resyncs_per_object} resyncs"
+        one.max(two) <= 2 * one.min(two),
+        "both resync at the same interval: {one} vs {two}"
     );
     assert_eq!(
         h.kube.writes(),
@@ -327,6 +344,7 @@ async fn a_missing_secret_makes_no_oss_call() {
 #[tokio::test]
 async fn a_missing_bucket_is_bucket_not_found() {
     let h = Harness::start(&[]).await;
+    h.start_clock().await;
     h.create("ghost", "ghost-bucket", json!({})).await;
     let object = h.wait_ready("ghost", "False", "BucketNotFound").await;
     let text = message(&object, "Ready");
@@ -335,9 +353,19 @@ async fn a_missing_bucket_is_bucket_not_found() {
         "{text}"
     );
     h.oss.emulator.state().reset_counters();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let gets = h.oss.emulator.state().total("GetBucketEncryption");
-    assert!(gets <= 1, "{gets} GETs in 2 s for a missing bucket: no hot loop");
+    h.ticks(5).await;
+    let gets = h
+        .oss
+        .emulator
+        .state()
+        .bucket_requests()
+        .get("ghost-bucket")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        gets <= 1,
+        "{gets} GETs for a missing bucket during 5 resyncs of another: no hot loop"
+    );
 }
 
 #[tokio::test]
@@ -347,12 +375,23 @@ async fn a_denied_key_is_access_denied_without_a_hot_loop() {
         .emulator
         .state()
         .set_access_denied("denied", support::oss::ACCESS_KEY_ID, true);
+    h.start_clock().await;
     h.create("denied", "denied", json!({})).await;
     h.wait_ready("denied", "False", "AccessDenied").await;
     h.oss.emulator.state().reset_counters();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let gets = h.oss.emulator.state().total("GetBucketEncryption");
-    assert!(gets <= 2, "{gets} GETs in 3 s under a persistent AccessDenied");
+    h.ticks(7).await;
+    let gets = h
+        .oss
+        .emulator
+        .state()
+        .bucket_requests()
+        .get("denied")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        gets <= 2,
+        "{gets} GETs under a persistent AccessDenied during 7 resyncs of another"
+    );
 }
 
 #[tokio::test]
@@ -368,23 +407,26 @@ async fn an_endpoint_outside_the_allow_list_makes_no_oss_call() {
 #[tokio::test]
 async fn an_invalid_spec_is_reported_without_retries() {
     let h = Harness::start(&["invalid"]).await;
+    h.start_clock().await;
+    h.kube.reset_counters();
     // The test server has no admission, as if the CEL rules were bypassed.
     h.create("invalid", "invalid", json!({"kmsMasterKeyId": "k"}))
         .await;
     let object = h.wait_ready("invalid", "False", "InvalidSpec").await;
     assert!(message(&object, "Ready").contains("spec.kmsMasterKeyId"));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(h.oss.emulator.state().counters().is_empty());
+    h.ticks(4).await;
+    assert!(!h.oss.emulator.state().bucket_requests().contains_key("invalid"));
     assert_eq!(
         h.kube.count("patch", "bucketencryptions/status"),
         1,
-        "reported once, not retried"
+        "reported once, not retried (the clock is in sync: it writes nothing)"
     );
 }
 
 #[tokio::test]
 async fn a_malformed_object_does_not_stall_the_others() {
     let h = Harness::start(&["healthy"]).await;
+    h.start_clock().await;
     // A value no type accepts (admission bypassed): the object cannot be deserialised.
     let raw: kube::Api<kube::core::DynamicObject> = kube::Api::namespaced_with(
         h.kube.client(),
@@ -416,7 +458,7 @@ async fn a_malformed_object_does_not_stall_the_others() {
             .contains("DES")
     );
     let writes = h.kube.count("patch", "bucketencryptions/status");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    h.ticks(3).await;
     assert_eq!(
         h.kube.count("patch", "bucketencryptions/status"),
         writes,
@@ -433,7 +475,13 @@ async fn the_newer_of_two_objects_for_one_bucket_is_a_conflict() {
     h.create("second", "shared", json!({"algorithm": "SM4"})).await;
     let object = h.wait_ready("second", "False", "Conflict").await;
     assert!(message(&object, "Ready").contains("team-a/first"));
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let gets = h.oss.emulator.state().total("GetBucketEncryption");
+    for _ in 0..400 {
+        if h.oss.emulator.state().total("GetBucketEncryption") >= gets + 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         h.oss_rule("shared"),
         rule("AES256", "", ""),

@@ -16,6 +16,8 @@ use super::oss::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, TestOss, fast_retries};
 
 pub const NAMESPACE: &str = "team-a";
 pub const SECRET: &str = "oss-credentials";
+/// The name (and bucket) of the clock resource, see [`Harness::start_clock`].
+pub const CLOCK: &str = "test-clock";
 
 /// A running controller; dropping the harness stops it.
 pub struct Harness {
@@ -194,6 +196,37 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{name} was never deleted");
+    }
+
+    /// Starts the tests' clock: a resource on its own bucket whose resyncs (one OSS GET every
+    /// resync interval) mark the controller's progress. Waiting for its ticks instead of
+    /// sleeping makes "nothing happened meanwhile" mean something: a stalled controller fails
+    /// the wait instead of passing a quiet window.
+    pub async fn start_clock(&self) {
+        self.oss.emulator.state().create_bucket(CLOCK, super::oss::REGION);
+        self.create(CLOCK, CLOCK, json!({})).await;
+        self.wait_ready(CLOCK, "True", "InSync").await;
+    }
+
+    /// Waits until the clock resource has been resynced `ticks` more times.
+    pub async fn ticks(&self, ticks: u64) {
+        let requests = || {
+            self.oss
+                .emulator
+                .state()
+                .bucket_requests()
+                .get(CLOCK)
+                .copied()
+                .unwrap_or(0)
+        };
+        let target = requests() + ticks;
+        for _ in 0..600 {
+            if requests() >= target {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the clock resource was not resynced {ticks} times: the controller stalled");
     }
 
     /// The rule the emulator holds for a bucket, as (algorithm, key, data) strings.
