@@ -29,8 +29,7 @@ pub enum DemoError {
 }
 
 fn describe(rule: &Option<EncryptionRule>) -> String {
-    rule.as_ref()
-        .map_or_else(|| "none".to_owned(), EncryptionRule::to_string)
+    crate::oss::describe_rule(rule.as_ref())
 }
 
 /// Runs the demo and returns the printed report.

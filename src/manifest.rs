@@ -1,7 +1,7 @@
 //! Reading manifests for the CLI: files or directories of YAML (multi-document) or JSON, holding
 //! BucketEncryption resources and the Secrets they name. Every problem names its file and document.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -55,6 +55,8 @@ pub struct Manifests {
     pub resources: Vec<(Source, BucketEncryption)>,
     pub secrets: Vec<SecretManifest>,
     pub errors: Vec<ManifestError>,
+    /// Paths skipped on the way (not regular files, directory links not followed).
+    pub warnings: Vec<String>,
 }
 
 impl Manifests {
@@ -66,52 +68,159 @@ impl Manifests {
     }
 }
 
-fn files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
+/// A YAML or JSON text that does not parse: where and why, never quoting the text (it may hold
+/// secrets).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not valid YAML or JSON at line {line}, column {column}: {reason}")]
+pub struct SyntaxError {
+    pub line: u64,
+    pub column: u64,
+    pub reason: String,
+}
+
+/// Parses one YAML (or JSON) document. Errors carry the position and the parser's reason only.
+pub fn parse_document(text: &str) -> Result<Value, SyntaxError> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|error| {
+        let (line, column) = error.location().map_or((0, 0), |l| (l.line(), l.column()));
+        SyntaxError {
+            line,
+            column,
+            reason: bare_reason(&error.to_string()),
+        }
+    })
+}
+
+/// The parser's reason without its position prefix, its source snippet or anything after the
+/// first line (where a snippet would quote the input).
+fn bare_reason(rendered: &str) -> String {
+    let first = rendered.lines().next().unwrap_or("").trim();
+    let first = first.strip_prefix("error:").unwrap_or(first).trim();
+    let reason = match first.strip_prefix("line ") {
+        Some(rest) => rest.split_once(": ").map_or(first, |(_, reason)| reason),
+        None => first,
+    };
+    reason.chars().take(200).collect()
+}
+
+/// Splits a multi-document YAML text at `---` lines: each document with the file line it starts
+/// on, so one broken document spares the others and errors name their file line. Blank and
+/// comment-only parts are not documents.
+fn split_documents(text: &str) -> Vec<(u64, String)> {
+    let mut documents = Vec::new();
+    let mut current = String::new();
+    let mut start = 1u64;
+    for (index, line) in text.lines().enumerate() {
+        let number = index as u64 + 1;
+        let starts = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        if starts || line == "..." {
+            documents.push((start, std::mem::take(&mut current)));
+            start = number;
+            if starts {
+                // Content after the marker stays on its line, in its columns.
+                current.push_str("   ");
+                current.push_str(&line[3..]);
+            }
+        } else {
+            current.push_str(line);
+        }
+        current.push('\n');
+    }
+    documents.push((start, current));
+    documents
+        .into_iter()
+        .filter(|(_, text)| {
+            text.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+/// Collects the manifest files under `path`: files named directly are taken as they are;
+/// directories are walked (`.yaml`, `.yml`, `.json`), without following links to directories
+/// (no cycles, no escaping the tree), each file read once however it is reached, and anything
+/// that is not a regular file skipped with a warning (a FIFO would block the read forever).
+fn files(path: &Path, walk: &mut Walk, top: bool) {
+    let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) => {
+            walk.errors.push((path.to_owned(), format!("cannot read: {e}")));
+            return;
+        }
+    };
+    if metadata.is_dir() {
+        if link && !top {
+            walk.warnings.push(format!(
+                "{}: skipped: a link to a directory (not followed)",
+                path.display()
+            ));
+            return;
+        }
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        if !walk.directories.insert(canonical) {
+            return;
+        }
+        let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) => {
+                walk.errors.push((path.to_owned(), format!("cannot read: {e}")));
+                return;
+            }
+        };
         entries.sort();
         for entry in entries {
-            if entry.is_dir() {
-                files(&entry, out)?;
-            } else if entry
+            let manifest_name = entry
                 .extension()
-                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
-            {
-                out.push(entry);
+                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json");
+            if manifest_name || std::fs::metadata(&entry).is_ok_and(|m| m.is_dir()) {
+                files(&entry, walk, false);
             }
         }
+    } else if !metadata.is_file() {
+        walk.warnings
+            .push(format!("{}: skipped: not a regular file", path.display()));
     } else {
-        out.push(path.to_owned());
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        if walk.files_seen.insert(canonical) {
+            walk.files.push(path.to_owned());
+        }
     }
-    Ok(())
+}
+
+/// What a walk found.
+#[derive(Default)]
+struct Walk {
+    files: Vec<PathBuf>,
+    files_seen: HashSet<PathBuf>,
+    directories: HashSet<PathBuf>,
+    errors: Vec<(PathBuf, String)>,
+    warnings: Vec<String>,
 }
 
 /// Reads every document of every file under `paths` (directories recursively, `.yaml`, `.yml`,
 /// `.json`). Documents without a namespace get `default_namespace`.
 pub fn load(paths: &[PathBuf], default_namespace: &str) -> Manifests {
     let mut manifests = Manifests::default();
+    let mut walk = Walk::default();
     for path in paths {
-        let mut found = Vec::new();
-        if let Err(e) = files(path, &mut found) {
-            manifests.errors.push(ManifestError {
-                origin: Source {
-                    path: path.clone(),
-                    document: 0,
-                },
-                message: format!("cannot read: {e}"),
-            });
-            continue;
-        }
-        for file in found {
-            read_file(&file, default_namespace, &mut manifests);
-        }
+        files(path, &mut walk, true);
+    }
+    for (path, message) in walk.errors {
+        manifests.errors.push(ManifestError {
+            origin: Source { path, document: 0 },
+            message,
+        });
+    }
+    manifests.warnings = walk.warnings;
+    let schema = Schema::new();
+    for file in walk.files {
+        read_file(&file, default_namespace, &schema, &mut manifests);
     }
     manifests
 }
 
-fn read_file(file: &Path, default_namespace: &str, manifests: &mut Manifests) {
+fn read_file(file: &Path, default_namespace: &str, schema: &Schema, manifests: &mut Manifests) {
     let error = |document: usize, message: String| ManifestError {
         origin: Source {
             path: file.to_owned(),
@@ -126,19 +235,21 @@ fn read_file(file: &Path, default_namespace: &str, manifests: &mut Manifests) {
             return;
         }
     };
-    let documents: Vec<Value> = match serde_saphyr::from_multiple::<Value>(&text) {
-        Ok(documents) => documents,
-        Err(e) => {
-            manifests.errors.push(error(0, format!("not valid YAML: {e}")));
-            return;
-        }
-    };
-    for (index, document) in documents.into_iter().enumerate().filter(|(_, d)| !d.is_null()) {
+    for (index, (first_line, text)) in split_documents(&text).into_iter().enumerate() {
         let source = Source {
             path: file.to_owned(),
             document: index + 1,
         };
-        match read_document(document, default_namespace) {
+        let document = match parse_document(&text) {
+            Ok(document) if document.is_null() => continue,
+            Ok(document) => document,
+            Err(mut syntax) => {
+                syntax.line += first_line.saturating_sub(1);
+                manifests.errors.push(error(index + 1, syntax.to_string()));
+                continue;
+            }
+        };
+        match read_document(document, default_namespace, schema) {
             Ok(Read::Resource(resource)) => manifests.resources.push((source, *resource)),
             Ok(Read::Secret(secret)) => manifests.secrets.push(secret),
             Err(message) => manifests.errors.push(ManifestError {
@@ -154,12 +265,112 @@ enum Read {
     Secret(SecretManifest),
 }
 
-fn read_document(mut document: Value, default_namespace: &str) -> Result<Read, String> {
+/// The fields each kind may carry, from the CRD's own schema (one source of truth).
+struct Schema {
+    bucket_encryption: Value,
+    secret: Value,
+}
+
+impl Schema {
+    fn new() -> Self {
+        let crd = serde_json::to_value(<BucketEncryption as kube::CustomResourceExt>::crd())
+            .expect("the CRD serialises");
+        let mut bucket_encryption = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
+        // The API server knows these for every kind; the CRD schema leaves them out.
+        for field in ["apiVersion", "kind", "metadata"] {
+            bucket_encryption["properties"][field] = serde_json::json!({});
+        }
+        let secret = serde_json::json!({"properties": {
+            "apiVersion": {}, "kind": {}, "metadata": {}, "data": {}, "stringData": {},
+            "type": {}, "immutable": {}
+        }});
+        Self {
+            bucket_encryption,
+            secret,
+        }
+    }
+}
+
+/// Fields the schema does not know, each named with the nearest known one as a hint.
+fn unknown_fields(value: &Value, schema: &Value, path: &str, problems: &mut Vec<String>) {
+    let (Some(object), Some(known)) = (value.as_object(), schema["properties"].as_object()) else {
+        if let (Some(items), Some(item_schema)) = (value.as_array(), schema.get("items")) {
+            for (i, item) in items.iter().enumerate() {
+                unknown_fields(item, item_schema, &format!("{path}[{i}]"), problems);
+            }
+        }
+        return;
+    };
+    for (key, child) in object {
+        let place = if path.is_empty() {
+            String::new()
+        } else {
+            format!(" in {path}")
+        };
+        match known.get(key) {
+            Some(child_schema) => {
+                let child_path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                unknown_fields(child, child_schema, &child_path, problems);
+            }
+            None => {
+                let hint = nearest(key, known.keys().map(String::as_str))
+                    .map(|n| format!(" (did you mean {n}?)"))
+                    .unwrap_or_default();
+                let shown: String = key.chars().take(64).collect();
+                problems.push(format!("unknown field {shown}{place}{hint}"));
+            }
+        }
+    }
+}
+
+/// The known name closest to `name` (case-insensitive edit distance), if close enough to be a typo.
+fn nearest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    known
+        .map(|k| (edit_distance(&name, &k.to_ascii_lowercase()), k))
+        .filter(|(distance, k)| *distance <= (k.len() / 3).max(2))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+fn read_document(mut document: Value, default_namespace: &str, schema: &Schema) -> Result<Read, String> {
     if !document.is_object() {
         return Err("not a Kubernetes object (expected a mapping with apiVersion and kind)".into());
     }
     let api_version = document["apiVersion"].as_str().unwrap_or("").to_owned();
     let kind = document["kind"].as_str().unwrap_or("").to_owned();
+    let known = match (api_version.as_str(), kind.as_str()) {
+        ("oss.encryption.dev/v1alpha1", "BucketEncryption") => &schema.bucket_encryption,
+        ("v1", "Secret") => &schema.secret,
+        _ => &Value::Null,
+    };
+    let mut problems = Vec::new();
+    unknown_fields(&document, known, "", &mut problems);
+    if !problems.is_empty() {
+        return Err(format!(
+            "{}; nothing was sent for this document",
+            problems.join("; ")
+        ));
+    }
     if document
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)

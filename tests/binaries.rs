@@ -25,7 +25,7 @@ fn demo_round_trips_every_rule_against_the_embedded_emulator() {
         "GetBucketEncryption      V1   KMS (OSS-managed key)",
         "KMS (key 9468da86-3509-4f8d-a61e-6eab1eac0000, data SM4)",
         "GetBucketEncryption      V1   SM4",
-        "DeleteBucketEncryption   V4   none",
+        "DeleteBucketEncryption   V4   None",
         "Every rule read back as written",
         "PutBucketEncryption      200x4",
     ] {

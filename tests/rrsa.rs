@@ -40,7 +40,7 @@ fn rrsa_provider(oss: &TestOss, token_file: &Path) -> CredentialsProvider {
         ("ALIBABA_CLOUD_STS_ENDPOINT", oss.emulator.url()),
     ];
     let lookup = move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
-    let provider = CredentialsProvider::from_env_lookup(lookup, oss.client().http().clone()).unwrap();
+    let provider = CredentialsProvider::from_env_lookup(lookup, &oss.client()).unwrap();
     assert!(matches!(provider, CredentialsProvider::Rrsa(_)));
     provider
 }

@@ -83,6 +83,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         default_region: args.region,
         oidc_tokens: args.oidc_tokens,
         persist_path: args.state,
+        ..EmulatorConfig::default()
     })
     .await?;
     println!("OSS emulator listening on {}", emulator.url());

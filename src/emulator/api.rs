@@ -17,7 +17,7 @@ use crate::oss::sign::parse_query;
 use crate::oss::xml::{RawRule, parse_rule, raw_rule_to_xml};
 
 /// Which API a request is, for the counters.
-fn api_name(method: &Method) -> &'static str {
+pub(super) fn api_name(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GetBucketEncryption",
         Method::PUT => "PutBucketEncryption",
@@ -38,7 +38,7 @@ fn address(host: &str, path: &str) -> Result<(String, String), OssFault> {
         let (bucket, _) = host_only.split_once('.').unwrap_or(("", host_only));
         (bucket.to_owned(), path.trim_start_matches('/').to_owned())
     };
-    if bucket.is_empty() {
+    if crate::oss::endpoint::validate_bucket_name(&bucket).is_err() {
         return Err(OssFault::new(
             400,
             "InvalidBucketName",
@@ -109,7 +109,10 @@ fn answer(
 ) -> Answer {
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
     let (bucket, object) = address(host, path).map_err(|f| (f, String::new()))?;
-    state.count_bucket(&bucket);
+    // Counted only for buckets that exist: a flood of made-up names must not grow the state.
+    if state.bucket(&bucket).is_some() {
+        state.count_bucket(&bucket);
+    }
     let fail = |fault: OssFault| (fault, bucket.clone());
 
     let faults = state.faults();
@@ -179,14 +182,22 @@ fn answer(
         },
         Method::PUT => {
             let rule = validate_put(headers, body).map_err(fail)?;
-            state.set_rule(&bucket, Some(rule));
+            persist(state, &bucket, Some(rule)).map_err(fail)?;
             Ok((200, empty_response(200)))
         }
         _ => {
-            state.set_rule(&bucket, None);
+            persist(state, &bucket, None).map_err(fail)?;
             Ok((204, empty_response(204)))
         }
     }
+}
+
+/// Stores a rule; a write that cannot be persisted is not acknowledged (500, state unchanged).
+fn persist(state: &EmulatorState, bucket: &str, rule: Option<StoredRule>) -> Result<(), OssFault> {
+    state.try_set_rule(bucket, rule).map(|_| ()).map_err(|error| {
+        tracing::error!(%error, bucket, "the emulator could not persist a write; refused");
+        OssFault::internal_error()
+    })
 }
 
 /// The region a V4 Authorization claims (V1 has none; any value then).

@@ -15,6 +15,7 @@ mod sts;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -47,6 +48,8 @@ pub struct EmulatorConfig {
     pub oidc_tokens: Vec<String>,
     /// Keep buckets and rules in this JSON file (atomic writes) so a restart loses nothing.
     pub persist_path: Option<PathBuf>,
+    /// A connection that has not sent a complete request head within this time is closed.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -58,6 +61,7 @@ impl Default for EmulatorConfig {
             default_region: "cn-hangzhou".to_owned(),
             oidc_tokens: Vec::new(),
             persist_path: None,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -87,16 +91,7 @@ impl Emulator {
         let addr = listener.local_addr()?;
         let app = router(state.clone(), config.default_region.clone());
         let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = signal.await;
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::error!(%error, "OSS emulator stopped");
-            }
-        });
+        let task = tokio::spawn(serve(listener, app, config.header_read_timeout, signal));
         tracing::info!(%addr, "OSS emulator listening");
         Ok(Self {
             addr,
@@ -144,6 +139,44 @@ impl Drop for Emulator {
     }
 }
 
+/// Accepts connections until `stop` fires; each is served over HTTP/1.1 with a header-read
+/// timeout, so half-open connections cannot pile up. Open connections end with the server.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => accepted,
+            // Reap finished connections so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "OSS emulator could not accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "OSS emulator connection ended");
+            }
+        });
+    }
+    connections.shutdown().await;
+}
+
 fn router(state: Arc<EmulatorState>, default_region: String) -> Router {
     admin::routes(default_region)
         .fallback(serve_oss)
@@ -156,13 +189,17 @@ async fn serve_oss(State(state): State<Arc<EmulatorState>>, request: Request) ->
     let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(body) => body,
         Err(_) => {
+            // Refused after reading at most MAX_BODY bytes, answered and counted like any other.
             let fault = reply::OssFault::new(
                 400,
                 "EntityTooLarge",
                 "Your proposed upload exceeds the maximum allowed size.",
-                "0000-00000000",
+                "0005-00000002",
             );
-            return reply::error_response(&fault, &state.next_request_id(), "", "");
+            let request_id = state.next_request_id();
+            state.count(api::api_name(&parts.method), fault.status);
+            let response = reply::error_response(&fault, &request_id, "", "");
+            return reply::finish(response, &request_id, state.now());
         }
     };
     let raw_query = parts.uri.query().unwrap_or("");

@@ -118,20 +118,25 @@ struct Snapshot {
 }
 
 impl EmulatorState {
-    /// Fresh state; with a persistence file, buckets are loaded from it when it exists.
+    /// Fresh state; with a persistence file, buckets are loaded from it when it exists (every
+    /// bucket name, region and rule checked), and the file is written once at once, so a path
+    /// that cannot be written refuses to start instead of acknowledging writes it never saves.
     pub fn new(persist_path: Option<PathBuf>) -> std::io::Result<Self> {
         let mut inner = Inner::default();
-        if let Some(path) = &persist_path
-            && path.exists()
-        {
-            let text = std::fs::read_to_string(path)?;
-            let snapshot: Snapshot = serde_json::from_str(&text).map_err(|e| {
+        if let Some(path) = &persist_path {
+            let named = |e: &dyn std::fmt::Display| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
+                    format!("state file {}: {e}", path.display()),
                 )
-            })?;
-            inner.buckets = snapshot.buckets;
+            };
+            if path.exists() {
+                let text = std::fs::read_to_string(path).map_err(|e| named(&e))?;
+                let snapshot: Snapshot = serde_json::from_str(&text).map_err(|e| named(&e))?;
+                check_snapshot(&snapshot).map_err(|e| named(&e))?;
+                inner.buckets = snapshot.buckets;
+            }
+            write_atomically(path, &inner.buckets).map_err(|e| named(&format!("cannot be written: {e}")))?;
         }
         Ok(Self {
             inner: Mutex::new(inner),
@@ -144,16 +149,33 @@ impl EmulatorState {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs a bucket mutation and persists the result.
-    fn mutate_buckets<T>(&self, change: impl FnOnce(&mut BTreeMap<String, Bucket>) -> T) -> T {
+    /// Runs a bucket mutation and persists the result; when persisting fails the change is
+    /// rolled back and the error returned.
+    fn try_mutate_buckets<T>(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, Bucket>) -> T,
+    ) -> std::io::Result<T> {
         let mut inner = self.lock();
+        let before = self.persist_path.as_ref().map(|_| inner.buckets.clone());
         let result = change(&mut inner.buckets);
-        if let Some(path) = &self.persist_path
+        if let (Some(path), Some(before)) = (&self.persist_path, before)
             && let Err(error) = write_atomically(path, &inner.buckets)
         {
-            tracing::error!(%error, path = %path.display(), "emulator could not persist its state");
+            inner.buckets = before;
+            return Err(std::io::Error::new(
+                error.kind(),
+                format!("state file {}: {error}", path.display()),
+            ));
         }
-        result
+        Ok(result)
+    }
+
+    /// A mutation from a test or the admin API: a persistence failure is logged loudly.
+    fn mutate_buckets<T: Default>(&self, change: impl FnOnce(&mut BTreeMap<String, Bucket>) -> T) -> T {
+        self.try_mutate_buckets(change).unwrap_or_else(|error| {
+            tracing::error!(%error, "emulator could not persist its state; the change was rolled back");
+            T::default()
+        })
     }
 
     /// The emulator's notion of now (real time plus the configured skew).
@@ -209,13 +231,12 @@ impl EmulatorState {
 
     /// Sets (or with `None` clears) a bucket's rule; `false` if the bucket does not exist.
     pub fn set_rule(&self, bucket: &str, rule: Option<StoredRule>) -> bool {
-        self.mutate_buckets(|buckets| match buckets.get_mut(bucket) {
-            Some(b) => {
-                b.rule = rule;
-                true
-            }
-            None => false,
-        })
+        self.mutate_buckets(|buckets| set_rule_in(buckets, bucket, rule))
+    }
+
+    /// [`Self::set_rule`], failing (and changing nothing) when the change cannot be persisted.
+    pub fn try_set_rule(&self, bucket: &str, rule: Option<StoredRule>) -> std::io::Result<bool> {
+        self.try_mutate_buckets(|buckets| set_rule_in(buckets, bucket, rule))
     }
 
     /// Makes a bucket answer 403 AccessDenied to an access key (or lifts that).
@@ -327,14 +348,18 @@ impl EmulatorState {
         self.lock().accepted_oidc_tokens.insert(token.to_owned());
     }
 
-    /// Whether a presented OIDC token is accepted; every presented token is remembered.
+    /// Whether a presented OIDC token is accepted; accepted ones are remembered (rejected ones
+    /// leave nothing behind, so a flood of bad tokens cannot grow the state).
     pub fn check_oidc_token(&self, token: &str) -> bool {
         let mut inner = self.lock();
-        inner.oidc_tokens_seen.push(token.to_owned());
-        inner.accepted_oidc_tokens.contains(token)
+        let accepted = inner.accepted_oidc_tokens.contains(token);
+        if accepted {
+            inner.oidc_tokens_seen.push(token.to_owned());
+        }
+        accepted
     }
 
-    /// OIDC tokens presented to STS, in order.
+    /// Accepted OIDC tokens presented to STS, in order.
     pub fn oidc_tokens_seen(&self) -> Vec<String> {
         self.lock().oidc_tokens_seen.clone()
     }
@@ -351,6 +376,34 @@ impl EmulatorState {
     pub fn add_sts_session(&self, access_key_id: String, session: StsSession) {
         self.lock().sts_sessions.insert(access_key_id, session);
     }
+}
+
+fn set_rule_in(buckets: &mut BTreeMap<String, Bucket>, bucket: &str, rule: Option<StoredRule>) -> bool {
+    match buckets.get_mut(bucket) {
+        Some(b) => {
+            b.rule = rule;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Every bucket of a loaded state file must be one OSS could hold.
+fn check_snapshot(snapshot: &Snapshot) -> Result<(), String> {
+    for (name, bucket) in &snapshot.buckets {
+        crate::oss::endpoint::validate_bucket_name(name).map_err(|e| format!("bucket {name:?}: {e}"))?;
+        crate::oss::endpoint::validate_region(&bucket.region)
+            .map_err(|e| format!("bucket {name:?}: region {:?}: {e}", bucket.region))?;
+        if let Some(rule) = &bucket.rule {
+            crate::oss::EncryptionRule::from_wire(
+                &rule.algorithm,
+                &rule.kms_master_key_id,
+                &rule.kms_data_encryption,
+            )
+            .map_err(|e| format!("bucket {name:?}: rule {:?}: {e}", rule.algorithm))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the buckets to `path` via a temporary file and a rename, so a crash never leaves half a file.

@@ -52,6 +52,16 @@ pub struct Credentials {
 
 impl Credentials {
     /// Long-lived access key credentials.
+    /// Builds credentials from the fields `accessKeyId`, `accessKeySecret` and optionally
+    /// `securityToken`, as Secrets, credentials files and manifests hold them (values trimmed;
+    /// empty counts as absent). The one place these names are read.
+    pub fn from_fields(get: impl Fn(&str) -> Option<String>) -> Result<Self, MissingKey> {
+        let get = |key: &str| get(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let id = get("accessKeyId").ok_or(MissingKey("accessKeyId"))?;
+        let secret = get("accessKeySecret").ok_or(MissingKey("accessKeySecret"))?;
+        Ok(Self::new(id, secret).with_security_token(get("securityToken").unwrap_or_default()))
+    }
+
     pub fn new(access_key_id: impl Into<String>, access_key_secret: impl Into<String>) -> Self {
         Self {
             access_key_id: access_key_id.into(),
@@ -134,6 +144,19 @@ pub enum CredentialsError {
         message: String,
         request_id: String,
     },
+    #[error(
+        "STS endpoint {endpoint} is not allowed: {reason} (it receives the OIDC token; allow it with \
+         --allowed-endpoint-suffixes, exactly for plain http)"
+    )]
+    StsEndpointNotAllowed { endpoint: String, reason: String },
+    #[error(
+        "STS AssumeRoleWithOIDC at {endpoint} answered HTTP {status} redirecting to {location}; not followed"
+    )]
+    StsRedirect {
+        endpoint: String,
+        status: u16,
+        location: String,
+    },
     #[error("STS AssumeRoleWithOIDC at {endpoint} could not be reached: {reason}")]
     StsUnreachable { endpoint: String, reason: String },
     #[error("STS AssumeRoleWithOIDC at {endpoint} answered something unreadable: {reason}")]
@@ -152,6 +175,11 @@ impl CredentialsError {
     }
 }
 
+/// A field a credentials source lacks (`accessKeyId` or `accessKeySecret`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no {0} key")]
+pub struct MissingKey(pub &'static str);
+
 /// Where an operation's credentials come from; cheap to clone (the RRSA cache is shared).
 #[derive(Clone, Debug)]
 pub enum CredentialsProvider {
@@ -162,21 +190,37 @@ pub enum CredentialsProvider {
 }
 
 impl CredentialsProvider {
-    /// The operator's own chain from the process environment: env access keys, then RRSA.
-    pub fn from_env(http: reqwest::Client) -> Result<Self, CredentialsError> {
-        Self::from_env_lookup(|name| std::env::var(name).ok(), http)
+    /// The operator's own chain from the process environment: env access keys, then RRSA. STS
+    /// is called through `client`'s transport (no redirects, capped bodies) and must pass its
+    /// endpoint allow-list: the STS endpoint receives the pod's OIDC token.
+    pub fn from_env(client: &super::OssClient) -> Result<Self, CredentialsError> {
+        Self::from_env_lookup(|name| std::env::var(name).ok(), client)
     }
 
     /// The same chain over any variable lookup (tests pass a map instead of the process environment).
     pub fn from_env_lookup(
         lookup: impl Fn(&str) -> Option<String>,
-        http: reqwest::Client,
+        client: &super::OssClient,
     ) -> Result<Self, CredentialsError> {
         if let Some(credentials) = static_from_env(&lookup)? {
             return Ok(Self::Static(credentials));
         }
         if let Some(config) = RrsaConfig::from_env(&lookup)? {
-            return Ok(Self::Rrsa(Arc::new(RrsaProvider::new(config, http))));
+            let not_allowed = |reason: String| CredentialsError::StsEndpointNotAllowed {
+                endpoint: config.sts_endpoint.clone(),
+                reason,
+            };
+            let endpoint =
+                super::Endpoint::parse(&config.sts_endpoint).map_err(|e| not_allowed(e.to_string()))?;
+            client
+                .config()
+                .allow_list
+                .check(&endpoint)
+                .map_err(|e| not_allowed(e.to_string()))?;
+            return Ok(Self::Rrsa(Arc::new(RrsaProvider::new(
+                config,
+                client.http().clone(),
+            ))));
         }
         Err(CredentialsError::NotFound)
     }
@@ -432,9 +476,15 @@ impl RrsaProvider {
                 endpoint: endpoint.clone(),
                 reason: e.to_string(),
             })?;
+        if let Some((status, location)) = super::transport::redirect(&response) {
+            return Err(CredentialsError::StsRedirect {
+                endpoint,
+                status,
+                location,
+            });
+        }
         let status = response.status().as_u16();
-        let body = response
-            .bytes()
+        let body = super::transport::read_body(response, super::transport::BODY_LIMIT)
             .await
             .map_err(|e| CredentialsError::StsUnreachable {
                 endpoint: endpoint.clone(),
@@ -538,7 +588,8 @@ mod tests {
     #[test]
     fn nothing_set_is_not_found() {
         crate::install_tls_provider();
-        let err = CredentialsProvider::from_env_lookup(env(&[]), reqwest::Client::new()).unwrap_err();
+        let client = super::super::OssClient::new(super::super::ClientConfig::default()).unwrap();
+        let err = CredentialsProvider::from_env_lookup(env(&[]), &client).unwrap_err();
         assert!(matches!(err, CredentialsError::NotFound));
     }
 

@@ -115,9 +115,16 @@ impl Endpoint {
     pub fn parse(value: &str) -> Result<Self, EndpointError> {
         let invalid = |why| EndpointError::InvalidEndpoint(value.to_owned(), why);
         let trimmed = value.trim();
-        let (scheme, rest) = if let Some(rest) = trimmed.strip_prefix("https://") {
+        // Schemes are case-insensitive (RFC 3986 3.1): `HTTPS://` is https.
+        let strip = |prefix: &str| {
+            trimmed
+                .get(..prefix.len())
+                .filter(|head| head.eq_ignore_ascii_case(prefix))
+                .map(|_| &trimmed[prefix.len()..])
+        };
+        let (scheme, rest) = if let Some(rest) = strip("https://") {
             (Scheme::Https, rest)
-        } else if let Some(rest) = trimmed.strip_prefix("http://") {
+        } else if let Some(rest) = strip("http://") {
             (Scheme::Http, rest)
         } else if trimmed.contains("://") {
             return Err(invalid("only http and https are supported"));

@@ -159,6 +159,17 @@ pub enum OssErrorKind {
         request_id: String,
         detail: String,
     },
+    /// A 3xx answer: never followed (OSS answers these APIs directly, and following would carry
+    /// the signed request past the endpoint allow-list).
+    #[error("HTTP {status} redirect to {location} refused: OSS does not redirect these APIs")]
+    Redirect { status: u16, location: String },
+    /// The response body exceeded the size cap and was not read.
+    #[error("HTTP {status} response body larger than {limit} bytes; not read (request id {request_id})")]
+    BodyTooLarge {
+        status: u16,
+        request_id: String,
+        limit: usize,
+    },
     /// Credentials could not be obtained; nothing was sent.
     #[error("{0}")]
     Credentials(#[from] CredentialsError),
@@ -206,6 +217,7 @@ impl OssError {
             OssErrorKind::Timeout(_) | OssErrorKind::Connection(_) => Classification::Retryable,
             OssErrorKind::BadResponse { status, .. } if *status >= 500 => Classification::Retryable,
             OssErrorKind::BadResponse { .. } => Classification::Terminal,
+            OssErrorKind::Redirect { .. } | OssErrorKind::BodyTooLarge { .. } => Classification::Terminal,
             OssErrorKind::Credentials(e) if e.is_transient() => Classification::Retryable,
             OssErrorKind::Credentials(_) | OssErrorKind::Endpoint(_) | OssErrorKind::InvalidRule(_) => {
                 Classification::Terminal
@@ -225,7 +237,9 @@ impl OssError {
     pub fn status(&self) -> Option<u16> {
         match &self.kind {
             OssErrorKind::Service(e) => Some(e.status),
-            OssErrorKind::BadResponse { status, .. } => Some(*status),
+            OssErrorKind::BadResponse { status, .. }
+            | OssErrorKind::Redirect { status, .. }
+            | OssErrorKind::BodyTooLarge { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -234,7 +248,9 @@ impl OssError {
     pub fn request_id(&self) -> Option<&str> {
         match &self.kind {
             OssErrorKind::Service(e) => Some(e.request_id.as_str()),
-            OssErrorKind::BadResponse { request_id, .. } => Some(request_id.as_str()),
+            OssErrorKind::BadResponse { request_id, .. } | OssErrorKind::BodyTooLarge { request_id, .. } => {
+                Some(request_id.as_str())
+            }
             _ => None,
         }
         .filter(|id| !id.is_empty())

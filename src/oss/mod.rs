@@ -11,6 +11,7 @@ pub mod error;
 pub mod limiter;
 pub mod rule;
 pub mod sign;
+pub mod transport;
 pub mod xml;
 
 use std::net::SocketAddr;
@@ -27,7 +28,7 @@ pub use credentials::{Credentials, CredentialsError, CredentialsProvider};
 pub use endpoint::{AllowList, Endpoint, EndpointError, EndpointKind};
 pub use error::{Classification, Operation, OssError, OssErrorKind, ServiceError};
 pub use limiter::RateLimiter;
-pub use rule::{DataEncryption, EncryptionRule, RuleError, SseAlgorithm};
+pub use rule::{DataEncryption, EncryptionRule, RuleError, SseAlgorithm, describe_rule};
 pub use sign::SignatureVersion;
 
 /// One bucket as the client addresses it.
@@ -181,7 +182,7 @@ impl OssClient {
     /// Builds the client (rustls with the ring provider; HTTP/1.1 and HTTP/2).
     pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
         crate::install_tls_provider();
-        let mut builder = reqwest::Client::builder()
+        let mut builder = transport::client_builder()
             .connect_timeout(config.connect_timeout)
             .user_agent(concat!("oss-encryption-operator/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(50));
@@ -412,6 +413,9 @@ impl OssClient {
         }
 
         let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        if let Some((status, location)) = transport::redirect(&response) {
+            return Err(OssErrorKind::Redirect { status, location });
+        }
         let status = response.status().as_u16();
         let header = |name: &str| {
             response
@@ -425,7 +429,17 @@ impl OssClient {
         let ec = header("x-oss-ec");
         let server_date = header("date");
         let oss_err = header("x-oss-err");
-        let body = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        let body = match transport::read_body(response, transport::BODY_LIMIT).await {
+            Ok(body) => body,
+            Err(transport::BodyError::Transport(e)) => return Err(self.transport_error(&e)),
+            Err(transport::BodyError::TooLarge { limit }) => {
+                return Err(OssErrorKind::BodyTooLarge {
+                    status,
+                    request_id,
+                    limit,
+                });
+            }
+        };
         if (200..300).contains(&status) {
             return Ok(RawReply {
                 status,

@@ -147,9 +147,24 @@ impl fmt::Display for EncryptionRule {
     }
 }
 
+/// A rule or its absence in words: the rule, or `None` (the spelling of `algorithm: None`). The
+/// one formatter the controller, the CLI and the demo share.
+pub fn describe_rule(rule: Option<&EncryptionRule>) -> String {
+    rule.map_or_else(|| "None".to_owned(), ToString::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_rule_reads_as_none() {
+        assert_eq!(describe_rule(None), "None");
+        assert_eq!(
+            describe_rule(Some(&EncryptionRule::kms(Some("k"), None))),
+            "KMS (key k)"
+        );
+    }
 
     #[test]
     fn absent_and_empty_key_are_the_same() {

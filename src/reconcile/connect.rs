@@ -51,16 +51,10 @@ async fn credentials(resource: &BucketEncryption, ctx: &Context) -> Result<Crede
         .map_err(|e| Error::kube(format!("reading Secret {namespace}/{name}"), e))?
         .ok_or_else(|| Error::CredentialsNotFound(format!("Secret {namespace}/{name} not found")))?;
     let data = secret.data.unwrap_or_default();
-    let value = |key: &str| {
-        data.get(key)
-            .map(|v| String::from_utf8_lossy(&v.0).trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    let missing =
-        |key: &str| Error::CredentialsNotFound(format!("Secret {namespace}/{name} has no {key} key"));
-    let id = value("accessKeyId").ok_or_else(|| missing("accessKeyId"))?;
-    let secret_value = value("accessKeySecret").ok_or_else(|| missing("accessKeySecret"))?;
     let credentials =
-        Credentials::new(id, secret_value).with_security_token(value("securityToken").unwrap_or_default());
+        Credentials::from_fields(|key| data.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned()))
+            .map_err(|missing| {
+                Error::CredentialsNotFound(format!("Secret {namespace}/{name} has {missing}"))
+            })?;
     Ok(CredentialsProvider::Static(credentials))
 }

@@ -32,10 +32,7 @@ pub struct Drift {
 }
 
 fn describe(rule: &Option<EncryptionRule>) -> String {
-    match rule {
-        None => "no rule".to_owned(),
-        Some(rule) => rule.to_string(),
-    }
+    crate::oss::describe_rule(rule.as_ref())
 }
 
 impl fmt::Display for Drift {
@@ -165,14 +162,8 @@ mod tests {
             "bucket has AES256, spec wants KMS (key k1, data SM4)"
         );
         let p = plan(None, Some(&aes), ManagementPolicy::Observe);
-        assert_eq!(
-            p.drift.unwrap().to_string(),
-            "bucket has AES256, spec wants no rule"
-        );
+        assert_eq!(p.drift.unwrap().to_string(), "bucket has AES256, spec wants None");
         let p = plan(Some(&aes), None, ManagementPolicy::Manage);
-        assert_eq!(
-            p.drift.unwrap().to_string(),
-            "bucket has no rule, spec wants AES256"
-        );
+        assert_eq!(p.drift.unwrap().to_string(), "bucket has None, spec wants AES256");
     }
 }

@@ -189,7 +189,7 @@ fn was_in_sync(resource: &BucketEncryption) -> bool {
 }
 
 fn describe(rule: Option<&EncryptionRule>) -> String {
-    rule.map_or_else(|| "no rule".to_owned(), ToString::to_string)
+    crate::oss::describe_rule(rule)
 }
 
 /// Pure: the report and events of a reconcile that went through.

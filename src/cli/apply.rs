@@ -2,7 +2,6 @@
 //! same OSS client, over manifest files. Every resource becomes one result row.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 
 use serde::Serialize;
 
@@ -62,7 +61,7 @@ pub struct Report {
 }
 
 fn describe(rule: Option<&EncryptionRule>) -> String {
-    rule.map_or_else(|| "None".to_owned(), ToString::to_string)
+    crate::oss::describe_rule(rule)
 }
 
 fn name_of(resource: &BucketEncryption) -> String {
@@ -248,18 +247,8 @@ fn credentials(
     if let Some(source) = named {
         let namespace = resource.metadata.namespace.as_deref().unwrap_or("default");
         if let Some(secret) = manifests.secret(namespace, &source.secret_ref.name) {
-            let get = |key: &str| {
-                secret
-                    .data
-                    .get(key)
-                    .map(|v| v.trim().to_owned())
-                    .filter(|v| !v.is_empty())
-            };
-            let missing = |key: &str| format!("Secret {namespace}/{} has no {key}", source.secret_ref.name);
-            let id = get("accessKeyId").ok_or_else(|| missing("accessKeyId"))?;
-            let value = get("accessKeySecret").ok_or_else(|| missing("accessKeySecret"))?;
-            let credentials =
-                Credentials::new(id, value).with_security_token(get("securityToken").unwrap_or_default());
+            let credentials = Credentials::from_fields(|key| secret.data.get(key).cloned())
+                .map_err(|missing| format!("Secret {namespace}/{} has {missing}", source.secret_ref.name))?;
             return Ok(CredentialsProvider::Static(credentials));
         }
     }
@@ -268,73 +257,6 @@ fn credentials(
          ALIBABA_CLOUD_ACCESS_KEY_ID/ALIBABA_CLOUD_ACCESS_KEY_SECRET (or the RRSA variables)"
             .to_owned()
     })
-}
-
-/// The report as a table.
-pub fn table(report: &Report, mode: Mode) -> String {
-    let headers = [
-        "RESOURCE",
-        "BUCKET",
-        "CURRENT",
-        "DESIRED",
-        "ACTION",
-        "RESULT",
-        "REQUEST ID",
-    ];
-    let cells: Vec<[String; 7]> = report
-        .rows
-        .iter()
-        .map(|r| {
-            let resource = if r.resource == "-" {
-                r.source.clone()
-            } else {
-                r.resource.clone()
-            };
-            [
-                resource,
-                r.bucket.clone(),
-                r.current.clone(),
-                r.desired.clone(),
-                r.action.clone(),
-                r.result.clone(),
-                r.request_id.clone(),
-            ]
-        })
-        .collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in &cells {
-        for (i, cell) in row.iter().enumerate().take(6) {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let line = |out: &mut String, cells: &[String]| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i < 6 {
-                let _ = write!(text, "{cell:<width$}  ", width = widths[i]);
-            } else {
-                let _ = write!(text, "{cell}  ");
-            }
-        }
-        let _ = writeln!(out, "{}", text.trim_end());
-    };
-    line(&mut out, &headers.map(String::from));
-    for row in &cells {
-        line(&mut out, row);
-    }
-    let verb = match mode {
-        Mode::Plan => "to change",
-        Mode::Apply => "changed",
-    };
-    let _ = writeln!(
-        out,
-        "\n{} resource(s): {} {verb}, {} error(s)",
-        report.rows.len(),
-        report.changes,
-        report.errors
-    );
-    out
 }
 
 /// `--emulator`: an in-process OSS emulator holding every bucket the manifests name (empty), a
@@ -368,32 +290,4 @@ pub async fn emulated(
         ignore_secrets: true,
     };
     Ok((emulator, engine))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_table_aligns_and_sums_up() {
-        let report = Report {
-            rows: vec![Row {
-                source: "a.yaml (document 1)".into(),
-                resource: "platform/audit-logs".into(),
-                bucket: "audit-logs-prod".into(),
-                current: "None".into(),
-                desired: "AES256".into(),
-                action: "put".into(),
-                result: "would put".into(),
-                request_id: "RID".into(),
-            }],
-            changes: 1,
-            errors: 0,
-        };
-        let text = table(&report, Mode::Plan);
-        let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with("RESOURCE"));
-        assert_eq!(lines[0].find("BUCKET"), lines[1].find("audit-logs-prod"));
-        assert!(text.ends_with("1 resource(s): 1 to change, 0 error(s)\n"));
-    }
 }

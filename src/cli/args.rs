@@ -1,0 +1,172 @@
+//! The command line's shape (clap): subcommands and their flags. No behaviour here.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Keeps Alibaba Cloud OSS bucket default encryption equal to declared BucketEncryption resources.
+#[derive(Parser, Debug)]
+#[command(name = "oss-encryption-operator", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show what apply would change: read each bucket's rule and compare it with the manifests.
+    /// Works without a cluster.
+    Plan {
+        #[command(flatten)]
+        common: ManifestArgs,
+        /// Exit 0 when nothing would change, 2 when changes are pending, 1 on any error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make each bucket's rule equal to the manifests (the controller's engine, once) and print
+    /// what was done. Idempotent: a second run changes nothing.
+    Apply {
+        #[command(flatten)]
+        common: ManifestArgs,
+    },
+    /// Run the controller: reconcile BucketEncryption resources of the cluster in the current
+    /// kubeconfig context (KUBECONFIG, ~/.kube/config, or the in-cluster service account).
+    Run(RunArgs),
+    /// Start the embedded OSS emulator and drive the OSS client through every encryption rule
+    /// (put, read back, delete) with V4 and V1 signatures; exits non-zero if anything differs.
+    Demo,
+    /// Print the BucketEncryption CustomResourceDefinition as YAML (what crds/bucketencryption.yaml holds).
+    Crd {
+        /// Print the resource reference (Markdown table) instead.
+        #[arg(long)]
+        reference: bool,
+    },
+    /// Print the version.
+    Version,
+}
+
+/// Flags shared by `plan` and `apply`.
+#[derive(Args, Debug)]
+pub struct ManifestArgs {
+    /// Files or directories of BucketEncryption manifests (YAML, multi-document, or JSON);
+    /// Secrets they name may be among them. Repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    pub paths: Vec<std::path::PathBuf>,
+
+    /// Namespace of documents that do not name one.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+
+    /// Start the bundled OSS emulator in-process, create the buckets the manifests name, and
+    /// target it instead of Alibaba Cloud (every resource uses the emulator's key).
+    #[arg(long)]
+    pub emulator: bool,
+
+    /// Send every request to this endpoint instead of each resource's own (host or https URL).
+    #[arg(long, conflicts_with = "emulator")]
+    pub endpoint: Option<String>,
+
+    /// A YAML or JSON file with accessKeyId, accessKeySecret and optionally securityToken, for
+    /// resources whose Secret is not among the manifests (default: the environment, then RRSA).
+    #[arg(long, value_name = "FILE")]
+    pub credentials_file: Option<std::path::PathBuf>,
+
+    /// Where credentials may be sent (as for `run`).
+    #[arg(long, value_delimiter = ',', default_value = ".aliyuncs.com")]
+    pub allowed_endpoint_suffixes: Vec<String>,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// Flags of `run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Watch only this namespace (repeatable); default: all namespaces.
+    #[arg(long = "namespace", value_name = "NAMESPACE")]
+    pub namespaces: Vec<String>,
+
+    /// Reconcile only resources matching this label selector (e.g. shard=a).
+    #[arg(long, value_name = "SELECTOR")]
+    pub label_selector: Option<String>,
+
+    /// How often in-sync buckets are re-read for drift, unless a resource sets spec.resyncInterval.
+    #[arg(long, default_value = "5m", value_parser = parse_interval)]
+    pub resync_interval: Duration,
+
+    /// Reconciles running at once (across all watched namespaces).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    /// With deletionPolicy Delete, how long deletion retries a rule removal that fails
+    /// transiently (OSS 5xx, throttling) before it retains the rule, warns and lets the
+    /// resource go.
+    #[arg(long, default_value = "5m", value_parser = parse_timeout)]
+    pub deletion_timeout: Duration,
+
+    /// OSS requests per second across all reconciles (the account's management-API budget).
+    #[arg(long, default_value_t = 10.0)]
+    pub oss_qps: f64,
+
+    /// OSS requests allowed at once after an idle period.
+    #[arg(long, default_value_t = 10)]
+    pub oss_burst: u32,
+
+    /// Where credentials may be sent: `.suffix` entries match by suffix, others exactly
+    /// (host or host:port). Comma-separated or repeated.
+    #[arg(long, value_delimiter = ',', default_value = ".aliyuncs.com")]
+    pub allowed_endpoint_suffixes: Vec<String>,
+
+    /// Use the operator's own credentials (environment or RRSA) for resources without
+    /// spec.credentials. Set to false on multi-tenant clusters.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub allow_operator_credentials: bool,
+
+    /// Run several replicas: only the holder of a coordination.k8s.io Lease reconciles.
+    #[arg(long)]
+    pub leader_election: bool,
+
+    /// Namespace of the Lease (defaults to the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub leader_election_namespace: String,
+
+    /// Name of the Lease; shards (--namespace, --label-selector) need one each.
+    #[arg(long, default_value = "oss-encryption-operator")]
+    pub leader_election_lease: String,
+
+    /// Address of the /metrics, /healthz and /readyz server.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
+
+    /// The reportingInstance of events (defaults to the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "oss-encryption-operator")]
+    pub instance: String,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match crate::api::parse_duration(text) {
+        Some(d) if d < crate::api::MIN_RESYNC => Err("must be at least 30s".into()),
+        Some(d) if d > crate::api::MAX_RESYNC => Err("must be at most 24h".into()),
+        Some(d) => Ok(d),
+        None => Err(format!("{text:?} is not a duration such as 90s, 5m or 1h")),
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match crate::api::parse_duration(text) {
+        Some(d) if d <= Duration::from_secs(24 * 3600) => Ok(d),
+        Some(_) => Err("must be at most 24h".into()),
+        None => Err(format!("{text:?} is not a duration such as 90s, 5m or 1h")),
+    }
+}

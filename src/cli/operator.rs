@@ -1,0 +1,109 @@
+//! `run`: the controller against the cluster of the current kubeconfig context.
+
+use std::time::Duration;
+
+use super::args::RunArgs;
+use crate::leader::{self, Election, Ended};
+use crate::oss::{AllowList, ClientConfig, CredentialsProvider, OssClient};
+use crate::reconcile::{self, Health, Settings, Shutdown};
+use crate::telemetry::{self, Metrics};
+
+/// `run`: the controller, with leader election when asked, until SIGTERM or SIGINT.
+pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if !(args.oss_qps > 0.0 && args.oss_qps.is_finite()) {
+        return Err("--oss-qps must be a positive number".into());
+    }
+    let client = kube::Client::try_default().await?;
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let oss = OssClient::new(ClientConfig {
+        qps: args.oss_qps,
+        burst: args.oss_burst,
+        allow_list: AllowList::new(&args.allowed_endpoint_suffixes),
+        observer: Some(metrics.oss_observer()),
+        ..ClientConfig::default()
+    })?;
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| format!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr))?;
+    let operator_credentials = if args.allow_operator_credentials {
+        match CredentialsProvider::from_env(&oss) {
+            Ok(provider) => Some(provider),
+            Err(error) => {
+                tracing::warn!(%error, "no operator credentials: resources must name a Secret");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let settings = Settings {
+        namespaces: args.namespaces,
+        label_selector: args.label_selector,
+        resync_interval: args.resync_interval,
+        concurrency: args.concurrency,
+        instance: args.instance,
+        deletion_timeout: args.deletion_timeout,
+    };
+    tracing::info!(?settings, "starting the controller");
+    // One shutdown signal for the HTTP server, the election and the controller.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let health = Health::default();
+    let server = tokio::spawn(telemetry::serve(
+        listener,
+        health.probe(metrics.clone()),
+        stopped(),
+    ));
+    let instance = settings.instance.clone();
+    if args.leader_election {
+        let election = Election {
+            namespace: args.leader_election_namespace,
+            lease: args.leader_election_lease,
+            identity: instance,
+            duration: Duration::from_secs(15),
+            grace: Duration::from_secs(5),
+        };
+        let work = |stop: leader::StopSignal| {
+            reconcile::run(
+                client.clone(),
+                oss,
+                operator_credentials,
+                settings,
+                metrics,
+                health,
+                async move { Shutdown::from(stop.await) },
+            )
+        };
+        let ended = leader::lead(client.clone(), election, work, stopped()).await?;
+        if ended == Ended::LeadershipLost {
+            return Err("lost the leader lease; exiting so that a fresh start waits for it again".into());
+        }
+    } else {
+        let stop = stopped();
+        reconcile::run(
+            client,
+            oss,
+            operator_credentials,
+            settings,
+            metrics,
+            health,
+            async move {
+                stop.await;
+                Shutdown::Graceful
+            },
+        )
+        .await;
+    }
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! The emulator as a server facing hostile or broken input: bad state files and paths, floods
+//! of unauthenticated requests, half-open connections, bad bucket names and huge bodies.
+
+mod support;
+
+use std::io::{Read as _, Write as _};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oss_encryption_operator::emulator::{Emulator, EmulatorConfig};
+use support::oss::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, REGION, TestOss};
+
+/// A plain HTTP client (reqwest is built without a default TLS provider).
+fn http() -> reqwest::Client {
+    oss_encryption_operator::install_tls_provider();
+    reqwest::Client::new()
+}
+
+fn emulator_binary(args: &[&str]) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oss-emulator"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            return (-1, String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_unusable_state_path_refuses_to_start_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let under_a_file = file.join("state.json");
+    let binary = dir.path().join("binary.json");
+    std::fs::write(&binary, [0u8, 159, 146, 150, 255, 0, 1]).unwrap();
+    let invalid = dir.path().join("invalid.json");
+    std::fs::write(
+        &invalid,
+        r#"{"buckets": {"BAD_NAME!": {"region": "cn-hangzhou", "rule": {"algorithm": "DES"}}}}"#,
+    )
+    .unwrap();
+    let bad_rule = dir.path().join("bad-rule.json");
+    std::fs::write(
+        &bad_rule,
+        r#"{"buckets": {"good-name": {"region": "cn-hangzhou", "rule": {"algorithm": "DES"}}}}"#,
+    )
+    .unwrap();
+    for (path, expect) in [
+        (under_a_file.clone(), "state.json"),
+        (dir.path().to_owned(), dir.path().to_str().unwrap()),
+        (binary, "binary.json"),
+        (invalid, "BAD_NAME!"),
+        (bad_rule, "DES"),
+    ] {
+        let (code, stderr) = emulator_binary(&["--state", path.to_str().unwrap()]);
+        assert_ne!(code, -1, "{}: started anyway", path.display());
+        assert_ne!(code, 0, "{}: {stderr}", path.display());
+        assert!(
+            stderr.contains(expect) && stderr.contains(path.file_name().unwrap().to_str().unwrap()),
+            "{}: {stderr}",
+            path.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_cannot_be_persisted_fails_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    let oss = TestOss::start_with(EmulatorConfig {
+        access_keys: vec![(ACCESS_KEY_ID.into(), ACCESS_KEY_SECRET.into())],
+        buckets: vec![("persisted".into(), REGION.into())],
+        persist_path: Some(state_dir.join("state.json")),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    // The directory goes away under the running emulator (a full disk would do the same).
+    std::fs::remove_dir_all(&state_dir).unwrap();
+    std::fs::write(&state_dir, "now a file").unwrap();
+    let rule =
+        oss_encryption_operator::oss::EncryptionRule::new(oss_encryption_operator::oss::SseAlgorithm::Aes256);
+    let error = oss
+        .client()
+        .put_encryption(&oss.target("persisted"), &oss.credentials, &rule)
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), Some(500), "{error}");
+    assert_eq!(
+        oss.emulator.state().bucket("persisted").unwrap().rule,
+        None,
+        "not acknowledged"
+    );
+}
+
+#[tokio::test]
+async fn unauthenticated_floods_leave_no_state_behind() {
+    let oss = TestOss::start(&["known"]).await;
+    let http = http();
+    for i in 0..300 {
+        let response = http
+            .get(format!("{}/random-bucket-{i}/?encryption", oss.emulator.url()))
+            .header("Authorization", "OSS LTAI5tNobody:c2lnbmF0dXJl")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403);
+    }
+    let counted = oss.emulator.state().bucket_requests();
+    assert!(
+        counted.keys().all(|b| b == "known"),
+        "per-bucket counters only for known buckets: {} entries",
+        counted.len()
+    );
+    for i in 0..50 {
+        let response = http
+            .post(format!(
+                "{}/?Action=AssumeRoleWithOIDC&Format=JSON&Version=2015-04-01",
+                oss.emulator.url()
+            ))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("RoleArn=acs%3Aram%3A%3A1%3Arole%2Fr&OIDCProviderArn=acs%3Aram%3A%3A1%3Aoidc-provider%2Fp&OIDCToken=rejected-{i}&RoleSessionName=s"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "an invalid token is refused");
+    }
+    assert!(
+        oss.emulator.state().oidc_tokens_seen().is_empty(),
+        "rejected tokens are not kept"
+    );
+}
+
+#[tokio::test]
+async fn half_open_connections_are_closed() {
+    let emulator = Emulator::start(EmulatorConfig {
+        header_read_timeout: Duration::from_millis(300),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let addr = emulator.addr();
+    let started = Instant::now();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /bucket/?encryption HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buffer = Vec::new();
+        stream.read_to_end(&mut buffer).map(|_| buffer.len())
+    })
+    .await
+    .unwrap();
+    assert!(outcome.is_ok(), "the server closed the connection: {outcome:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn invalid_bucket_names_are_invalid_bucket_name() {
+    let oss = TestOss::start(&[]).await;
+    let http = http();
+    for name in ["BAD_NAME", "ab", "-leading", "a..b"] {
+        let response = http
+            .get(format!("{}/{name}/?encryption", oss.emulator.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{name}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("<Code>InvalidBucketName</Code>"), "{name}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn huge_bodies_are_refused_early_with_a_request_id_and_counted() {
+    let oss = TestOss::start(&["big"]).await;
+    let response = http()
+        .put(format!("{}/big/?encryption", oss.emulator.url()))
+        .body(vec![b'x'; 8 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["x-oss-request-id"].to_str().unwrap().len(), 24);
+    assert!(response.text().await.unwrap().contains("EntityTooLarge"));
+    assert_eq!(oss.emulator.state().counters()["PutBucketEncryption"][&400], 1);
+}
