@@ -71,7 +71,8 @@ async fn against_emulator(
     // Off the runtime's thread: the emulator serves on it while the binary runs.
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        operator(&args, &[])
+        // Every log line the binary can write, so a leak through logs shows too.
+        operator(&args, &[("RUST_LOG", "trace")])
     })
     .await
     .unwrap()
