@@ -12,6 +12,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+use super::admission::FieldValidation;
 use super::store::{ApiError, PatchKind, ResourceDef, Store, Writer};
 
 /// API groups of the built-in types served here.
@@ -166,6 +167,8 @@ fn writer(params: &BTreeMap<String, String>, user_agent: &str) -> Writer {
     Writer {
         manager,
         force: params.get("force").is_some_and(|f| f == "true"),
+        field_validation: FieldValidation::parse(params.get("fieldValidation").map(String::as_str)),
+        ..Writer::default()
     }
 }
 
@@ -378,7 +381,16 @@ pub async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Respo
         _ => unreachable!("verbs matched above"),
     };
     match result {
-        Ok((status, object)) => json_response(status, &object),
+        Ok((status, object)) => {
+            let mut response = json_response(status, &object);
+            for warning in writer.warnings.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                let text = format!("299 - {}", serde_json::to_string(warning).unwrap_or_default());
+                if let Ok(value) = HeaderValue::from_str(&text) {
+                    response.headers_mut().append("warning", value);
+                }
+            }
+            response
+        }
         Err(error) => error_response(&error),
     }
 }

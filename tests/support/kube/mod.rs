@@ -48,6 +48,7 @@
 //!   starting at 1000 (so resourceVersion 1 is always too old).
 //! - A `429`/`500` fault is answered before the request touches the store.
 
+pub mod admission;
 mod http;
 pub mod patch;
 pub mod store;
@@ -62,7 +63,7 @@ use tokio::task::JoinHandle;
 
 pub use http::KubeFaults;
 use http::Shared;
-pub use store::{ResourceDef, Store};
+pub use store::Store;
 
 /// The first resourceVersion handed out.
 pub const FIRST_RESOURCE_VERSION: u64 = 1000;
@@ -132,11 +133,19 @@ impl KubeApiServer {
         kube::Client::try_from(self.config()).expect("a client for the test server")
     }
 
-    /// Registers the resource types a CRD defines (as creating it through the API would).
+    /// Registers the resource types a CRD defines, with their admission (as creating it
+    /// through the API would).
     pub fn register_crd(&self, crd: &Value) {
-        for def in ResourceDef::from_crd(crd).expect("a valid CRD") {
-            self.shared.lock().register(def);
-        }
+        self.shared
+            .lock()
+            .register_crd(crd)
+            .expect("a valid CRD whose rules compile");
+    }
+
+    /// Turns admission of custom resources off (or back on): for tests that need an object the
+    /// CRD would refuse, as one created before a stricter CRD or with admission bypassed.
+    pub fn set_admission(&self, on: bool) {
+        self.shared.lock().set_admission(on);
     }
 
     /// Direct access to the store (seed objects, inspect state) without HTTP.

@@ -2,6 +2,7 @@
 //! history, and every write rule (generation, status subresource, finalizers, optimistic
 //! concurrency, managed fields). Pure over its own state; the HTTP layer lives in `http.rs`.
 
+use super::admission::{Cause, FieldValidation, Part, Rejection, Validator};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -184,6 +185,37 @@ impl ApiError {
         )
     }
 
+    /// `422 Invalid` with every cause, worded as the real server words it.
+    pub fn invalid_causes(def: &ResourceDef, name: &str, causes: &[Cause]) -> Self {
+        let mut details = Self::details(def, name);
+        details["kind"] = json!(def.kind);
+        details["causes"] = json!(
+            causes
+                .iter()
+                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .collect::<Vec<_>>()
+        );
+        let qualified_kind = if def.group.is_empty() {
+            def.kind.clone()
+        } else {
+            format!("{}.{}", def.kind, def.group)
+        };
+        let listed: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let summary = match listed.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        Self::status(
+            422,
+            "Invalid",
+            format!("{qualified_kind} \"{name}\" is invalid: {summary}"),
+            details,
+        )
+    }
+
     pub fn bad_request(message: String) -> Self {
         Self::status(400, "BadRequest", message, Value::Null)
     }
@@ -259,11 +291,25 @@ pub enum PatchKind {
     Apply,
 }
 
-/// Who writes, for managed fields.
-#[derive(Clone, Debug, Default)]
+/// Who writes, for managed fields; how unknown fields are treated; and the warnings the answer
+/// carries (filled in by admission).
+#[derive(Debug, Default)]
 pub struct Writer {
     pub manager: String,
     pub force: bool,
+    pub field_validation: FieldValidation,
+    pub warnings: std::sync::Mutex<Vec<String>>,
+}
+
+impl Clone for Writer {
+    fn clone(&self) -> Self {
+        Self {
+            manager: self.manager.clone(),
+            force: self.force,
+            field_validation: self.field_validation,
+            warnings: std::sync::Mutex::new(Vec::new()),
+        }
+    }
 }
 
 /// History kept for watches; older resourceVersions get `410 Expired`.
@@ -272,6 +318,11 @@ const HISTORY: usize = 100_000;
 /// The whole store.
 pub struct Store {
     defs: BTreeMap<ResourceKey, ResourceDef>,
+    /// Admission of each custom resource type, from its CRD.
+    validators: BTreeMap<ResourceKey, Arc<Validator>>,
+    /// Off only for tests that need an object admission would refuse (as if created before a
+    /// stricter CRD, or with admission bypassed).
+    admission: bool,
     objects: BTreeMap<(ResourceKey, String, String), Value>,
     rv: u64,
     /// Oldest resourceVersion a watch may start from.
@@ -329,6 +380,8 @@ impl Store {
         let (events, _) = broadcast::channel(65_536);
         let mut store = Self {
             defs: BTreeMap::new(),
+            validators: BTreeMap::new(),
+            admission: true,
             objects: BTreeMap::new(),
             rv: first_rv,
             oldest: first_rv,
@@ -361,6 +414,75 @@ impl Store {
 
     pub fn register(&mut self, def: ResourceDef) {
         self.defs.insert(def.key(), def);
+    }
+
+    /// Registers every served version of a CRD with its admission; a CRD whose rules do not
+    /// compile is refused (as the real server refuses it).
+    pub fn register_crd(&mut self, crd: &Value) -> Result<(), String> {
+        let defs = ResourceDef::from_crd(crd)?;
+        let mut validators = Vec::new();
+        for version in crd
+            .pointer("/spec/versions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = version["name"].as_str().unwrap_or_default();
+            if let Some(def) = defs.iter().find(|d| d.version == name) {
+                validators.push((def.key(), Arc::new(Validator::new(version)?)));
+            }
+        }
+        for def in defs {
+            self.register(def);
+        }
+        self.validators.extend(validators);
+        Ok(())
+    }
+
+    /// Turns admission of custom resources on or off.
+    pub fn set_admission(&mut self, on: bool) {
+        self.admission = on;
+    }
+
+    /// Admits a custom resource write (no-op for built-ins or with admission off).
+    fn admit(
+        &self,
+        def: &ResourceDef,
+        name: &str,
+        object: &mut Value,
+        old: Option<&Value>,
+        subresource: &str,
+        writer: &Writer,
+    ) -> Result<(), ApiError> {
+        let Some(validator) = self.validators.get(&def.key()).filter(|_| self.admission) else {
+            return Ok(());
+        };
+        let part = if subresource == "status" {
+            Part::Status
+        } else {
+            Part::Main
+        };
+        match validator.admit(object, old, part, writer.field_validation) {
+            Ok(warnings) => {
+                writer
+                    .warnings
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(warnings);
+                Ok(())
+            }
+            Err(Rejection::UnknownFields(fields)) => Err(ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                fields
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                kind = def.kind,
+                version = def.version,
+            ))),
+            Err(Rejection::Invalid(causes)) => Err(ApiError::invalid_causes(def, name, &causes)),
+        }
     }
 
     pub fn def(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceDef> {
@@ -503,6 +625,7 @@ impl Store {
             return Err(ApiError::already_exists(def, &name));
         }
         validate_kind_rules(def, &name, &mut object)?;
+        self.admit(def, &name, &mut object, None, "", writer)?;
         if def.status_subresource
             && let Some(map) = object.as_object_mut()
         {
@@ -558,9 +681,15 @@ impl Store {
             return Ok(object);
         }
         if def.plural == "customresourcedefinitions" {
-            for served in ResourceDef::from_crd(&object).map_err(ApiError::bad_request)? {
-                self.register(served);
-            }
+            self.register_crd(&object).map_err(|message| {
+                ApiError::invalid(
+                    def,
+                    &name,
+                    "spec.validation.openAPIV3Schema",
+                    "FieldValueInvalid",
+                    message,
+                )
+            })?;
         }
         self.objects.insert(key, object.clone());
         self.record(def, namespace, "ADDED", object.clone());
@@ -723,6 +852,7 @@ impl Store {
             }
         }
         patch::apply_merge(&mut next, &scoped);
+        self.admit(def, name, &mut next, Some(&current), subresource, writer)?;
 
         // Ownership: forced fields leave their old owners; this manager owns exactly what it applied.
         let mut new_entries = entries.clone();
@@ -821,6 +951,7 @@ impl Store {
             _ => {}
         }
         validate_kind_rules(def, name, &mut next)?;
+        self.admit(def, name, &mut next, Some(&current), subresource, writer)?;
         if !meta_str(&current, "deletionTimestamp").is_empty() {
             let before = finalizers(&current);
             let added: Vec<String> = finalizers(&next)
@@ -836,13 +967,17 @@ impl Store {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
-                return Err(ApiError::invalid(
-                    def,
-                    name,
-                    "metadata.finalizers",
-                    "FieldValueForbidden",
-                    message,
-                ));
+                let mut error =
+                    ApiError::invalid(def, name, "metadata.finalizers", "FieldValueForbidden", message);
+                // As recorded: for custom resources the real server lists this cause twice (the
+                // generic registry and the CRD strategy both check it), once in the message.
+                if self.validators.contains_key(&def.key())
+                    && let Some(causes) = error.body["details"]["causes"].as_array_mut()
+                    && let Some(first) = causes.first().cloned()
+                {
+                    causes.push(first);
+                }
+                return Err(error);
             }
         }
         // Managed fields: this writer takes the fields it changed.

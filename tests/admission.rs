@@ -1,0 +1,329 @@
+//! The project's real CRD (`crds/bucketencryption.yaml`) installed on the Kubernetes API test
+//! server, whose admission validates like kube-apiserver's: each schema and CEL rule bites, and
+//! every example is admitted.
+
+mod support;
+
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject};
+use serde_json::{Value, json};
+use support::kube::KubeApiServer;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn committed_crd() -> Value {
+    let text = std::fs::read_to_string(format!("{ROOT}/crds/bucketencryption.yaml")).unwrap();
+    serde_saphyr::from_str(&text).unwrap()
+}
+
+async fn server() -> (KubeApiServer, kube::Api<DynamicObject>) {
+    oss_encryption_operator::install_tls_provider();
+    let server = KubeApiServer::start().await;
+    server.register_crd(&committed_crd());
+    let resource = ApiResource::erase::<oss_encryption_operator::api::BucketEncryption>(&());
+    let api = kube::Api::namespaced_with(server.client(), "team-a", &resource);
+    (server, api)
+}
+
+fn object(name: &str, spec: Value) -> DynamicObject {
+    let mut document = json!({
+        "apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryption",
+        "metadata": {"name": name, "namespace": "team-a"},
+        "spec": {"bucket": format!("{name}-bucket"), "region": "cn-hangzhou", "algorithm": "AES256"}
+    });
+    for (k, v) in spec.as_object().unwrap() {
+        document["spec"][k] = v.clone();
+    }
+    serde_json::from_value(document).unwrap()
+}
+
+/// The 422 causes of a refused request as (field, message).
+fn causes(error: &kube::Error) -> Vec<(String, String)> {
+    let kube::Error::Api(status) = error else {
+        panic!("not an API error: {error}");
+    };
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (422, "Invalid"),
+        "{status:?}"
+    );
+    status
+        .details
+        .as_ref()
+        .map(|d| {
+            d.causes
+                .iter()
+                .map(|c| (c.field.clone(), c.message.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn refused(api: &kube::Api<DynamicObject>, name: &str, spec: Value) -> Vec<(String, String)> {
+    let error = api
+        .create(&PostParams::default(), &object(name, spec))
+        .await
+        .unwrap_err();
+    causes(&error)
+}
+
+#[tokio::test]
+async fn every_example_is_admitted_with_its_defaults() {
+    let (server, _) = server().await;
+    for entry in std::fs::read_dir(format!("{ROOT}/examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for document in serde_saphyr::from_multiple::<Value>(&text).unwrap() {
+            if document["kind"] != "BucketEncryption" {
+                continue;
+            }
+            let namespace = document["metadata"]["namespace"].as_str().unwrap_or("default");
+            let resource = ApiResource::erase::<oss_encryption_operator::api::BucketEncryption>(&());
+            let api: kube::Api<DynamicObject> =
+                kube::Api::namespaced_with(server.client(), namespace, &resource);
+            let object: DynamicObject = serde_json::from_value(document.clone()).unwrap();
+            let created = api
+                .create(&PostParams::default(), &object)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let spec = &created.data["spec"];
+            for (field, default) in [
+                ("deletionPolicy", "Retain"),
+                ("managementPolicy", "Manage"),
+                ("signatureVersion", "V4"),
+            ] {
+                if document["spec"].get(field).is_none() {
+                    assert_eq!(spec[field], default, "{}: default of {field}", path.display());
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn bucket_and_region_are_immutable() {
+    let (_server, api) = server().await;
+    api.create(&PostParams::default(), &object("fixed", json!({})))
+        .await
+        .unwrap();
+    for (field, value, message) in [
+        ("bucket", "other-bucket", "bucket is immutable"),
+        ("region", "cn-shanghai", "region is immutable"),
+    ] {
+        let error = api
+            .patch(
+                "fixed",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {field: value}})),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            causes(&error),
+            [(
+                format!("spec.{field}"),
+                format!("Invalid value: \"{value}\": {message}")
+            )]
+        );
+    }
+    // Unchanged values pass the transition rules; other fields may change.
+    api.patch(
+        "fixed",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"bucket": "fixed-bucket", "algorithm": "SM4"}})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn key_id_and_data_encryption_only_with_kms() {
+    let (_server, api) = server().await;
+    assert_eq!(
+        refused(&api, "keyed", json!({"kmsMasterKeyId": "k-1"})).await,
+        [(
+            "spec".to_owned(),
+            "Invalid value: kmsMasterKeyId is only allowed with algorithm KMS".to_owned()
+        )]
+    );
+    assert_eq!(
+        refused(&api, "data", json!({"kmsDataEncryption": "SM4"})).await,
+        [(
+            "spec".to_owned(),
+            "Invalid value: kmsDataEncryption is only allowed with algorithm KMS".to_owned()
+        )]
+    );
+    // An empty key id is the OSS-managed key: fine with any algorithm.
+    api.create(
+        &PostParams::default(),
+        &object("empty-key", json!({"kmsMasterKeyId": ""})),
+    )
+    .await
+    .unwrap();
+    api.create(
+        &PostParams::default(),
+        &object(
+            "kms",
+            json!({"algorithm": "KMS", "kmsMasterKeyId": "k-1", "kmsDataEncryption": "SM4"}),
+        ),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn resync_interval_is_bounded() {
+    let (_server, api) = server().await;
+    for (i, ok) in ["30s", "90s", "1h30m", "1.5h", "24h", "86400s", "1440m"]
+        .iter()
+        .enumerate()
+    {
+        api.create(
+            &PostParams::default(),
+            &object(&format!("ok-{i}"), json!({"resyncInterval": ok})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for (i, bad) in ["29s", "24h1s", "25h", "500ms", "5000000000000000h"]
+        .iter()
+        .enumerate()
+    {
+        let causes = refused(&api, &format!("bad-{i}"), json!({"resyncInterval": bad})).await;
+        assert!(
+            causes.len() == 1 && causes[0].0 == "spec.resyncInterval",
+            "{bad}: {causes:?}"
+        );
+    }
+    let causes = refused(&api, "pattern", json!({"resyncInterval": "5 minutes"})).await;
+    assert!(causes[0].1.contains("should match"), "{causes:?}");
+    let causes = refused(&api, "long", json!({"resyncInterval": "1".repeat(40) + "s"})).await;
+    assert_eq!(
+        causes[0],
+        (
+            "spec.resyncInterval".to_owned(),
+            "Too long: may not be more than 32 bytes".to_owned()
+        ),
+        "{causes:?}"
+    );
+}
+
+#[tokio::test]
+async fn enums_patterns_and_required_fields() {
+    let (_server, api) = server().await;
+    let causes = refused(&api, "des", json!({"algorithm": "DES"})).await;
+    assert_eq!(causes[0].0, "spec.algorithm");
+    assert!(
+        causes[0].1.starts_with("Unsupported value: \"DES\""),
+        "{causes:?}"
+    );
+    assert_eq!(
+        causes.last().unwrap().0,
+        "<nil>",
+        "CEL is not run on a blocked object"
+    );
+    let causes = refused(&api, "upper", json!({"bucket": "Upper_Case"})).await;
+    assert_eq!(causes[0].0, "spec.bucket");
+    let mut missing = object("missing", json!({}));
+    missing.data["spec"].as_object_mut().unwrap().remove("region");
+    let error = api.create(&PostParams::default(), &missing).await.unwrap_err();
+    assert_eq!(
+        causes_of(&error)[0],
+        ("spec.region".into(), "Required value".into())
+    );
+}
+
+fn causes_of(error: &kube::Error) -> Vec<(String, String)> {
+    causes(error)
+}
+
+#[tokio::test]
+async fn unknown_fields_are_pruned_or_refused_when_strict() {
+    let (_server, api) = server().await;
+    let params = PostParams::default();
+    let created = api
+        .create(&params, &object("pruned", json!({"color": "blue"})))
+        .await
+        .unwrap();
+    assert!(created.data["spec"].get("color").is_none(), "pruned");
+    // kube's PostParams has no fieldValidation; kubectl --validate=strict sends it like this.
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/apis/oss.encryption.dev/v1alpha1/namespaces/team-a/bucketencryptions?fieldValidation=Strict",
+            _server.url()
+        ))
+        .header("content-type", "application/json")
+        .body(serde_json::to_string(&object("strict", json!({"color": "blue"}))).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let status: kube::core::Status = response.json().await.unwrap();
+    assert_eq!(status.reason, "BadRequest");
+    assert!(
+        status.message.contains("unknown field \"spec.color\""),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn status_writes_are_checked_against_the_status_schema_only() {
+    let (server, api) = server().await;
+    // An object admission would refuse (stored with admission off, as before a stricter CRD).
+    server.set_admission(false);
+    api.create(
+        &PostParams::default(),
+        &object("legacy", json!({"kmsMasterKeyId": "k"})),
+    )
+    .await
+    .unwrap();
+    server.set_admission(true);
+    let params = PatchParams::apply("oss-encryption-operator").force();
+    let status = |value: Value| json!({"apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryption", "status": value});
+    api.patch_status(
+        "legacy",
+        &params,
+        &Patch::Apply(status(json!({"observedGeneration": 1, "driftCorrections": 0}))),
+    )
+    .await
+    .expect("spec rules do not run on status writes");
+    let error = api
+        .patch_status(
+            "legacy",
+            &params,
+            &Patch::Apply(status(json!({"observedGeneration": "one"}))),
+        )
+        .await
+        .unwrap_err();
+    let causes = causes(&error);
+    assert_eq!(causes[0].0, "status.observedGeneration", "{causes:?}");
+}
+
+#[tokio::test]
+async fn a_crd_whose_rule_does_not_compile_is_refused() {
+    oss_encryption_operator::install_tls_provider();
+    let server = KubeApiServer::start().await;
+    let mut crd = committed_crd();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"]
+        [0]["rule"] = json!("self.algorithm == ");
+    let crds: kube::Api<DynamicObject> = kube::Api::all_with(
+        server.client(),
+        &ApiResource {
+            group: "apiextensions.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiextensions.k8s.io/v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            plural: "customresourcedefinitions".into(),
+        },
+    );
+    let object: DynamicObject = serde_json::from_value(crd).unwrap();
+    let error = crds.create(&PostParams::default(), &object).await.unwrap_err();
+    let kube::Error::Api(status) = error else { panic!() };
+    assert_eq!(status.code, 422);
+    assert!(
+        status.message.contains("compilation failed"),
+        "{}",
+        status.message
+    );
+}
