@@ -327,3 +327,114 @@ async fn a_crd_whose_rule_does_not_compile_is_refused() {
         status.message
     );
 }
+
+/// A CRD of its own, for the rule options the project's CRD does not use.
+fn widget_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object",
+                        "x-kubernetes-validations": [
+                            {"rule": "self.min <= self.max", "messageExpression": "'min ' + string(self.min) + ' exceeds max ' + string(self.max)", "fieldPath": ".min"},
+                            {"rule": "!has(self.forbidden)", "message": "not allowed", "reason": "FieldValueForbidden", "fieldPath": ".forbidden"},
+                            {"rule": "!has(oldSelf.locked) || self.locked == oldSelf.locked", "message": "locked cannot change"}
+                        ],
+                        "properties": {
+                            "min": {"type": "integer", "minimum": 0},
+                            "max": {"type": "integer", "maximum": 100},
+                            "mode": {"type": "string", "default": "auto"},
+                            "note": {"type": "string", "nullable": true},
+                            "forbidden": {"type": "string"},
+                            "locked": {"type": "string"},
+                            "tags": {"type": "array", "maxItems": 2, "items": {"type": "string", "minLength": 1}}
+                        }}
+                }}}}]}
+    })
+}
+
+#[tokio::test]
+async fn message_expressions_reasons_field_paths_bounds_and_nulls() {
+    oss_encryption_operator::install_tls_provider();
+    let server = KubeApiServer::start().await;
+    server.register_crd(&widget_crd());
+    let resource = ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let api: kube::Api<DynamicObject> = kube::Api::namespaced_with(server.client(), "team-a", &resource);
+    let widget = |name: &str, spec: Value| -> DynamicObject {
+        serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": name}, "spec": spec}))
+        .unwrap()
+    };
+    let create = |name: &'static str, spec: Value| {
+        let api = api.clone();
+        let object = widget(name, spec);
+        async move { api.create(&PostParams::default(), &object).await }
+    };
+    let error = create("inverted", json!({"min": 7, "max": 3})).await.unwrap_err();
+    assert_eq!(
+        causes(&error),
+        [(
+            "spec.min".to_owned(),
+            "Invalid value: min 7 exceeds max 3".to_owned()
+        )]
+    );
+    let error = create("forbidden", json!({"min": 1, "max": 2, "forbidden": "x"}))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = &error else {
+        panic!()
+    };
+    let cause = &status.details.as_ref().unwrap().causes[0];
+    assert_eq!(
+        (
+            cause.reason.as_str(),
+            cause.field.as_str(),
+            cause.message.as_str()
+        ),
+        ("FieldValueForbidden", "spec.forbidden", "Forbidden: not allowed")
+    );
+    let error = create("bounds", json!({"min": -1, "max": 101, "tags": ["a", "", "c"]}))
+        .await
+        .unwrap_err();
+    let fields: Vec<String> = causes(&error).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        fields,
+        ["spec.max", "spec.min", "spec.tags", "spec.tags[1]"],
+        "{error}"
+    );
+    // A null in a nullable field stays; in a non-nullable one it is pruned and defaulted.
+    let created = create("nulls", json!({"min": 1, "max": 2, "note": null, "mode": null}))
+        .await
+        .unwrap();
+    assert_eq!(created.data["spec"]["note"], Value::Null);
+    assert!(created.data["spec"].as_object().unwrap().contains_key("note"));
+    assert_eq!(created.data["spec"]["mode"], "auto");
+    // The transition rule runs on updates only, and only where the old value exists.
+    create("locked", json!({"min": 1, "max": 2, "locked": "a"}))
+        .await
+        .unwrap();
+    let error = api
+        .patch(
+            "locked",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"locked": "b"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        causes(&error),
+        [(
+            "spec".to_owned(),
+            "Invalid value: locked cannot change".to_owned()
+        )]
+    );
+}

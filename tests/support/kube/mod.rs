@@ -28,14 +28,19 @@
 //!   deletes the object (DELETED, no MODIFIED). DELETE without finalizers answers a `Success` Status.
 //! - Unknown routes: `404` with the plain-text body `404 page not found`, as the real server.
 //! - Test hooks: fault injection ([`KubeFaults`]: latency, a fraction of requests failed with
-//!   500 / 429 + `Retry-After` / 409, optionally writes only, periodic watch drops),
+//!   500 / 429 + `Retry-After` / 409, optionally writes only, periodic watch drops, chosen
+//!   verb/resource pairs answered 403 Forbidden),
 //!   [`KubeApiServer::drop_watches`], [`KubeApiServer::compact`] (forget history: older watches
 //!   get 410), request counters by verb and resource.
 //!
 //! # What it simplifies (deliberate differences)
-//! - No admission: no OpenAPI schema validation, defaulting, pruning, CEL, or `fieldValidation`
-//!   (the transcripts' `validation` scenario is not replayed; the CRD test and the controller's
-//!   own validation cover it). No authentication or RBAC.
+//! - Admission covers custom resources only ([`admission`]: structural schema, defaults, pruning,
+//!   `fieldValidation`, CEL); built-in types get a few hand-written checks (Event required
+//!   fields, finalizers on deleting objects), not their full validation. CEL list items are not
+//!   correlated with their old versions (no transition rules inside lists), and no CEL cost
+//!   budget is enforced. `set_admission(false)` turns admission off for tests that need an
+//!   object the CRD would refuse. No authentication or RBAC (a `forbidden` fault answers 403 as
+//!   RBAC would).
 //! - Namespaces need not exist before objects are created in them.
 //! - Server-side apply is field-level but simplified: lists are atomic (no `k:`/`v:` keys, so a
 //!   conflict names the whole list), the applied metadata is limited to labels, annotations,
