@@ -75,6 +75,10 @@ pub struct Metrics {
     drift_corrections: Counter,
     objects: Family<ReadyLabel, Gauge>,
     leader: Gauge,
+    oss_throttles: Counter,
+    oss_rate: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// The client whose current rate the gauge reports at scrape time.
+    rate_source: std::sync::Mutex<Option<crate::oss::OssClient>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -136,8 +140,23 @@ impl Metrics {
             "1 while this instance reconciles (is the leader)",
             leader.clone(),
         );
+        let oss_throttles = Counter::default();
+        registry.register(
+            "oss_throttles",
+            "OSS throttling answers (503 QPS codes, 429): each one cuts the adaptive request rate",
+            oss_throttles.clone(),
+        );
+        let oss_rate = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "oss_request_rate_limit",
+            "The OSS request rate in force (requests per second): the adaptive rate after a throttle, else the --oss-qps ceiling",
+            oss_rate.clone(),
+        );
         Self {
             registry,
+            oss_throttles,
+            oss_rate,
+            rate_source: std::sync::Mutex::new(None),
             reconciles,
             reconcile_duration,
             oss_requests,
@@ -177,6 +196,11 @@ impl Metrics {
         }
     }
 
+    /// Reports `client`'s current request rate in the rate gauge (read at scrape time).
+    pub fn track_rate(&self, client: &crate::oss::OssClient) {
+        *self.rate_source.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.clone());
+    }
+
     /// An observer for the OSS client that feeds the OSS metrics.
     pub fn oss_observer(self: &Arc<Self>) -> Observer {
         let metrics = self.clone();
@@ -190,6 +214,9 @@ impl Metrics {
                         code: code.to_owned(),
                     })
                     .inc();
+                if crate::oss::error::is_throttling(outcome.parse().unwrap_or(0), code) {
+                    metrics.oss_throttles.inc();
+                }
                 metrics
                     .oss_request_duration
                     .get_or_create(&ApiLabel {
@@ -202,6 +229,14 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        if let Some(client) = self
+            .rate_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            self.oss_rate.set(client.current_rate());
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

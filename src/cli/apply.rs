@@ -2,11 +2,14 @@
 //! same OSS client, over manifest files. Every resource becomes one result row.
 
 use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+use futures_util::StreamExt;
 
 use serde::Serialize;
 
 use crate::api::{BucketEncryption, ManagementPolicy};
-use crate::manifest::Manifests;
+pub use crate::manifest::Manifests;
 use crate::oss::{BucketTarget, Credentials, CredentialsProvider, EncryptionRule, Endpoint, OssClient};
 use crate::reconcile::ownership::{Claim, owner_of};
 use crate::reconcile::plan::{self, Action};
@@ -64,7 +67,7 @@ fn describe(rule: Option<&EncryptionRule>) -> String {
     crate::oss::describe_rule(rule)
 }
 
-fn name_of(resource: &BucketEncryption) -> String {
+pub(super) fn name_of(resource: &BucketEncryption) -> String {
     format!(
         "{}/{}",
         resource.metadata.namespace.as_deref().unwrap_or("default"),
@@ -72,11 +75,33 @@ fn name_of(resource: &BucketEncryption) -> String {
     )
 }
 
-/// Plans or applies every resource; bad documents and failures become error rows, the rest go on.
+/// Plans or applies every resource (16 at a time); bad documents and failures become error rows,
+/// the rest go on. See [`run_streaming`].
 pub async fn run(mode: Mode, manifests: &Manifests, engine: &Engine) -> Report {
+    run_streaming(mode, manifests, engine, 16, |_| ControlFlow::Continue(())).await
+}
+
+/// Plans or applies every resource, `concurrency` at a time. Rows come out in manifest order:
+/// `on_row` sees each one as soon as it and every row before it are done, and may stop the run
+/// (for example when stdout was closed); the report holds the rows seen.
+pub async fn run_streaming(
+    mode: Mode,
+    manifests: &Manifests,
+    engine: &Engine,
+    concurrency: usize,
+    mut on_row: impl FnMut(&Row) -> ControlFlow<()>,
+) -> Report {
     let mut report = Report::default();
+    // Records a row and tells the caller; `true` when the caller wants the run to stop.
+    let mut emit = |report: &mut Report, row: Row| -> bool {
+        report.changes += usize::from(row.action == "put" || row.action == "delete");
+        report.errors += usize::from(row.action == "error");
+        let stop = on_row(&row).is_break();
+        report.rows.push(row);
+        stop
+    };
     for error in &manifests.errors {
-        report.rows.push(Row {
+        let row = Row {
             source: error.origin.to_string(),
             resource: "-".into(),
             bucket: "-".into(),
@@ -85,10 +110,47 @@ pub async fn run(mode: Mode, manifests: &Manifests, engine: &Engine) -> Report {
             action: "error".into(),
             result: error.message.clone(),
             request_id: String::new(),
-        });
+        };
+        if emit(&mut report, row) {
+            return report;
+        }
     }
-    // One bucket, one owner, decided as the controller decides it (bucket name alone; manifests
-    // have no age, so the owner is the first by namespace, then name).
+    let verdicts = ownership_verdicts(manifests);
+    let jobs = manifests
+        .resources
+        .iter()
+        .zip(verdicts)
+        .map(|((source, resource), verdict)| async move {
+            let mut row = Row {
+                source: source.to_string(),
+                resource: name_of(resource),
+                bucket: resource.spec.bucket.clone(),
+                current: "-".into(),
+                desired: "-".into(),
+                action: "error".into(),
+                result: String::new(),
+                request_id: String::new(),
+            };
+            if let Err(message) = one(mode, manifests, engine, resource, verdict, &mut row).await {
+                row.action = "error".into();
+                row.result = message;
+            }
+            row
+        });
+    // `buffered` runs up to `concurrency` jobs at once and yields their rows in order.
+    let mut rows = futures_util::stream::iter(jobs).buffered(concurrency.max(1));
+    while let Some(row) = rows.next().await {
+        if emit(&mut report, row) {
+            break;
+        }
+    }
+    report
+}
+
+/// One bucket, one owner, decided as the controller decides it (bucket name alone; manifests
+/// have no age, so the owner is the first by namespace, then name), and a resource declared
+/// twice runs once. Decided up front in manifest order, so concurrency changes nothing.
+fn ownership_verdicts(manifests: &Manifests) -> Vec<Result<(), String>> {
     let claims: Vec<Claim> = manifests
         .resources
         .iter()
@@ -101,38 +163,31 @@ pub async fn run(mode: Mode, manifests: &Manifests, engine: &Engine) -> Report {
         })
         .collect();
     let mut claimed: HashSet<String> = HashSet::new();
-    for (source, resource) in &manifests.resources {
-        let mut row = Row {
-            source: source.to_string(),
-            resource: name_of(resource),
-            bucket: resource.spec.bucket.clone(),
-            current: "-".into(),
-            desired: "-".into(),
-            action: "error".into(),
-            result: String::new(),
-            request_id: String::new(),
-        };
-        let ownership = Ownership {
-            claims: &claims,
-            claimed: &mut claimed,
-        };
-        match one(mode, manifests, engine, resource, ownership, &mut row).await {
-            Ok(()) => report.changes += usize::from(row.action == "put" || row.action == "delete"),
-            Err(message) => {
-                row.action = "error".into();
-                row.result = message;
+    manifests
+        .resources
+        .iter()
+        .map(|(_, resource)| {
+            if resource.spec.validate().is_err() {
+                return Ok(()); // reported by validation itself
             }
-        }
-        report.rows.push(row);
-    }
-    report.errors = report.rows.iter().filter(|r| r.action == "error").count();
-    report
-}
-
-/// Who owns which bucket, and which buckets were already handled in this run.
-struct Ownership<'a> {
-    claims: &'a [Claim],
-    claimed: &'a mut HashSet<String>,
+            let bucket = &resource.spec.bucket;
+            let me = name_of(resource);
+            if let Some(owner) = owner_of(bucket, &claims)
+                && owner.resource() != me
+            {
+                return Err(format!(
+                    "conflict: bucket {bucket} is also declared by {}, which manages it; skipped",
+                    owner.resource()
+                ));
+            }
+            if !claimed.insert(bucket.clone()) {
+                return Err(format!(
+                    "conflict: {me} declares bucket {bucket} more than once; skipped"
+                ));
+            }
+            Ok(())
+        })
+        .collect()
 }
 
 /// One resource, filling in its row.
@@ -141,7 +196,7 @@ async fn one(
     manifests: &Manifests,
     engine: &Engine,
     resource: &BucketEncryption,
-    ownership: Ownership<'_>,
+    ownership: Result<(), String>,
     row: &mut Row,
 ) -> Result<(), String> {
     let mut desired = resource.spec.validate().map_err(|e| e.to_string())?;
@@ -149,21 +204,7 @@ async fn one(
     if let Some(endpoint) = &engine.endpoint_override {
         desired.endpoint = endpoint.clone();
     }
-    if let Some(owner) = owner_of(&desired.bucket, ownership.claims)
-        && owner.resource() != row.resource
-    {
-        return Err(format!(
-            "conflict: bucket {} is also declared by {}, which manages it; skipped",
-            desired.bucket,
-            owner.resource()
-        ));
-    }
-    if !ownership.claimed.insert(desired.bucket.clone()) {
-        return Err(format!(
-            "conflict: {} declares bucket {} more than once; skipped",
-            row.resource, desired.bucket
-        ));
-    }
+    ownership?;
     engine
         .client
         .config()

@@ -78,6 +78,50 @@ pub struct ManifestArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
+
+    /// Resources handled at once (output stays in manifest order).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    #[command(flatten)]
+    pub rate: OssRateArgs,
+}
+
+/// How fast the OSS client may go (`run`, `plan` and `apply` alike).
+#[derive(Args, Debug, Clone)]
+pub struct OssRateArgs {
+    /// The most OSS requests per second, across everything this process does. In adaptive mode
+    /// a hard ceiling (the rate itself is found from OSS's throttling answers: no delay until
+    /// OSS first throttles, then cut and regrown); in fixed mode the rate.
+    #[arg(long, default_value_t = crate::oss::DEFAULT_QPS_CEILING, value_parser = parse_qps)]
+    pub oss_qps: f64,
+
+    /// OSS requests allowed at once after an idle period (under the ceiling).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub oss_burst: u32,
+
+    /// adaptive: find the account's limit from throttling answers, under --oss-qps; fixed:
+    /// always send at --oss-qps.
+    #[arg(long, value_enum, default_value = "adaptive")]
+    pub oss_qps_mode: crate::oss::RateMode,
+}
+
+impl OssRateArgs {
+    /// These settings on a client configuration.
+    pub fn apply_to(&self, config: &mut crate::oss::ClientConfig) {
+        config.qps = self.oss_qps;
+        config.burst = self.oss_burst;
+        config.rate_mode = self.oss_qps_mode;
+    }
+}
+
+fn parse_qps(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(qps) if qps > 0.0 && qps.is_finite() => Ok(qps),
+        _ => Err(format!(
+            "{text:?} is not a positive number of requests per second"
+        )),
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,13 +155,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "5m", value_parser = parse_timeout)]
     pub deletion_timeout: Duration,
 
-    /// OSS requests per second across all reconciles (the account's management-API budget).
-    #[arg(long, default_value_t = 10.0)]
-    pub oss_qps: f64,
-
-    /// OSS requests allowed at once after an idle period.
-    #[arg(long, default_value_t = 10)]
-    pub oss_burst: u32,
+    #[command(flatten)]
+    pub rate: OssRateArgs,
 
     /// Where credentials may be sent: `.suffix` entries match by suffix, others exactly
     /// (host or host:port). Comma-separated or repeated.

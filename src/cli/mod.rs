@@ -16,6 +16,69 @@ use args::{ManifestArgs, OutputFormat};
 /// `--detailed-exitcode` 2 means "changes pending".
 pub const USAGE_ERROR: u8 = 1;
 
+/// Runs the resources and writes the results: table rows as they come in (in manifest order),
+/// a progress line on stderr when it is a terminal, JSON at the end. A closed stdout (`| head`)
+/// stops the run quietly.
+async fn stream(
+    mode: Mode,
+    manifests: &crate::manifest::Manifests,
+    engine: &Engine,
+    args: &ManifestArgs,
+    emulator: Option<&crate::emulator::Emulator>,
+) -> Report {
+    use std::io::{IsTerminal, Write};
+    let mut stdout = std::io::stdout().lock();
+    let table = args.output == OutputFormat::Table;
+    let writer = output::TableWriter::for_manifests(manifests);
+    let mut open = true;
+    let mut write = |stdout: &mut std::io::StdoutLock<'_>, text: &str| {
+        if open && (stdout.write_all(text.as_bytes()).is_err() || stdout.flush().is_err()) {
+            open = false; // the reader went away (EPIPE): stop quietly
+        }
+        open
+    };
+    if table {
+        if let Some(emulator) = emulator {
+            write(
+                &mut stdout,
+                &format!("OSS emulator at {} (--emulator)\n\n", emulator.url()),
+            );
+        }
+        write(&mut stdout, &writer.header());
+    }
+    let progress = std::io::stderr().is_terminal();
+    let total = manifests.errors.len() + manifests.resources.len();
+    let (mut done, mut changes, mut errors) = (0, 0, 0);
+    let report = apply::run_streaming(mode, manifests, engine, usize::from(args.concurrency), |row| {
+        done += 1;
+        changes += usize::from(row.action == "put" || row.action == "delete");
+        errors += usize::from(row.action == "error");
+        if progress {
+            eprint!(
+                "\r\x1b[K{done}/{total} done, {changes} change(s), {errors} error(s), {:.0} OSS requests/s allowed",
+                engine.client.current_rate()
+            );
+        }
+        let still_open = !table || write(&mut stdout, &writer.row(row));
+        if still_open {
+            std::ops::ControlFlow::Continue(())
+        } else {
+            std::ops::ControlFlow::Break(())
+        }
+    })
+    .await;
+    if progress {
+        eprint!("\r\x1b[K");
+    }
+    let closing = if table {
+        output::summary(&report, mode)
+    } else {
+        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+    };
+    write(&mut stdout, &closing);
+    report
+}
+
 /// Reads `--credentials-file` (YAML or JSON with accessKeyId, accessKeySecret and optionally
 /// securityToken). A file that does not parse is named with the position of the problem, never
 /// quoted: it holds a secret.
@@ -36,10 +99,11 @@ pub async fn manifests_command(
     for warning in &manifests.warnings {
         eprintln!("warning: {warning}");
     }
-    let config = ClientConfig {
+    let mut config = ClientConfig {
         allow_list: AllowList::new(&args.allowed_endpoint_suffixes),
         ..ClientConfig::default()
     };
+    args.rate.apply_to(&mut config);
     let (emulator, engine) = if args.emulator {
         let (emulator, engine) = apply::emulated(&manifests, config).await?;
         (Some(emulator), engine)
@@ -64,16 +128,7 @@ pub async fn manifests_command(
             },
         )
     };
-    let report = apply::run(mode, &manifests, &engine).await;
-    match args.output {
-        OutputFormat::Table => {
-            if let Some(emulator) = &emulator {
-                println!("OSS emulator at {} (--emulator)\n", emulator.url());
-            }
-            print!("{}", output::table(&report, mode));
-        }
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-    }
+    let report = stream(mode, &manifests, &engine, &args, emulator.as_ref()).await;
     if let Some(emulator) = emulator {
         emulator.stop().await;
     }

@@ -10,18 +10,16 @@ use crate::telemetry::{self, Metrics};
 
 /// `run`: the controller, with leader election when asked, until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if !(args.oss_qps > 0.0 && args.oss_qps.is_finite()) {
-        return Err("--oss-qps must be a positive number".into());
-    }
     let client = kube::Client::try_default().await?;
     let metrics = std::sync::Arc::new(Metrics::new());
-    let oss = OssClient::new(ClientConfig {
-        qps: args.oss_qps,
-        burst: args.oss_burst,
+    let mut config = ClientConfig {
         allow_list: AllowList::new(&args.allowed_endpoint_suffixes),
         observer: Some(metrics.oss_observer()),
         ..ClientConfig::default()
-    })?;
+    };
+    args.rate.apply_to(&mut config);
+    let oss = OssClient::new(config)?;
+    metrics.track_rate(&oss);
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .map_err(|e| format!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr))?;

@@ -117,14 +117,18 @@ impl ServiceError {
     /// Branches on status and code only (EC may change without notice).
     pub fn classification(&self) -> Classification {
         match (self.status, self.code.as_str()) {
-            (503, code) if THROTTLING_CODES.contains(&code) => Classification::Throttled,
-            (429, _) => Classification::Throttled,
+            (status, code) if is_throttling(status, code) => Classification::Throttled,
             (403, "RequestTimeTooSkewed") => Classification::Retryable,
             (408, _) => Classification::Retryable,
             (status, _) if status >= 500 => Classification::Retryable,
             _ => Classification::Terminal,
         }
     }
+}
+
+/// Whether an answer (HTTP status and OSS code) is OSS asking the client to slow down.
+pub fn is_throttling(status: u16, code: &str) -> bool {
+    status == 429 || (status == 503 && THROTTLING_CODES.contains(&code))
 }
 
 impl fmt::Display for ServiceError {

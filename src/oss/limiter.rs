@@ -1,29 +1,175 @@
-//! A token bucket shared by every OSS call of a client, so a fleet stays under the account's
-//! management-API QPS limit however many reconciles run at once.
+//! The OSS request rate, shared by every call of a client (and its clones), so a fleet stays
+//! within the account's management-API limit however many reconciles or CLI tasks run at once.
+//!
+//! OSS throttles management APIs per account (503 `MetaOperationQpsLimitExceeded`) and does not
+//! publish the limit, so the rate is found, not guessed: in adaptive mode (the default) there is
+//! no client-side delay until OSS first throttles; from then on a token bucket whose rate is cut
+//! multiplicatively on each throttle and grows back along a cubic curve while calls succeed (the
+//! AWS SDKs' adaptive retry mode, [`AdaptiveRate`]). `qps` is a hard ceiling in both modes; in
+//! fixed mode it is the operating point.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Token bucket: `qps` tokens a second, at most `burst` saved up. Waiters queue in arrival order
-/// (each reserves its slot before sleeping).
+/// How the rate is set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RateMode {
+    /// Find the account's limit from OSS's throttling answers, under the ceiling.
+    #[default]
+    Adaptive,
+    /// Hold the ceiling as a fixed rate.
+    Fixed,
+}
+
+/// Multiplicative cut on a throttle.
+const BETA: f64 = 0.7;
+/// Cubic growth scale.
+const SCALE: f64 = 0.4;
+/// The rate never drops below this (requests per second).
+const MIN_FILL_RATE: f64 = 0.5;
+/// Smoothing of the measured sending rate.
+const SMOOTH: f64 = 0.8;
+
+/// The adaptive rate's arithmetic, pure: every method takes the time in seconds since an
+/// arbitrary origin. Mirrors the CUBIC client rate limiter of the AWS SDKs' adaptive retry mode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdaptiveRate {
+    /// The token bucket is used only after the first throttle.
+    enabled: bool,
+    fill_rate: f64,
+    max_capacity: f64,
+    capacity: f64,
+    last_refill: f64,
+    measured_rate: f64,
+    last_rate_bucket: f64,
+    requests_in_bucket: f64,
+    last_max_rate: f64,
+    last_throttle: f64,
+    time_window: f64,
+}
+
+impl AdaptiveRate {
+    pub fn new(now: f64) -> Self {
+        Self {
+            enabled: false,
+            fill_rate: MIN_FILL_RATE,
+            max_capacity: 1.0,
+            capacity: 1.0,
+            last_refill: now,
+            measured_rate: 0.0,
+            last_rate_bucket: (now * 2.0).floor() / 2.0,
+            requests_in_bucket: 0.0,
+            last_max_rate: 0.0,
+            last_throttle: now,
+            time_window: 0.0,
+        }
+    }
+
+    /// The rate the bucket holds, once a throttle has switched it on.
+    pub fn rate(&self) -> Option<f64> {
+        self.enabled.then_some(self.fill_rate)
+    }
+
+    /// The sending rate measured over recent half-second buckets (smoothed).
+    pub fn measured_rate(&self) -> f64 {
+        self.measured_rate
+    }
+
+    fn refill(&mut self, now: f64) {
+        let elapsed = (now - self.last_refill).max(0.0);
+        self.capacity = (self.capacity + elapsed * self.fill_rate).min(self.max_capacity);
+        self.last_refill = now.max(self.last_refill);
+    }
+
+    /// Takes one token at `now`; returns how many seconds the caller must wait for it (0 until
+    /// the first throttle). Callers queue: each reserves its token before waiting.
+    pub fn acquire(&mut self, now: f64) -> f64 {
+        if !self.enabled {
+            return 0.0;
+        }
+        self.refill(now);
+        self.capacity -= 1.0;
+        if self.capacity >= 0.0 {
+            0.0
+        } else {
+            -self.capacity / self.fill_rate
+        }
+    }
+
+    /// Records the answer to one request at `now`: a throttle cuts the rate, a success lets it
+    /// grow (never above twice the measured sending rate, nor above `ceiling`).
+    pub fn record(&mut self, throttled: bool, now: f64, ceiling: f64) {
+        self.measure(now);
+        let rate = if throttled {
+            let base = if self.enabled {
+                self.measured_rate.min(self.fill_rate)
+            } else {
+                self.measured_rate
+            };
+            self.last_max_rate = base;
+            self.update_time_window();
+            self.last_throttle = now;
+            self.enabled = true;
+            base * BETA
+        } else {
+            if !self.enabled {
+                return;
+            }
+            self.update_time_window();
+            let grown = SCALE * (now - self.last_throttle - self.time_window).powi(3) + self.last_max_rate;
+            grown.min(2.0 * self.measured_rate)
+        };
+        self.set_rate(rate.min(ceiling), now);
+    }
+
+    fn update_time_window(&mut self) {
+        self.time_window = (self.last_max_rate * (1.0 - BETA) / SCALE).cbrt();
+    }
+
+    fn set_rate(&mut self, rate: f64, now: f64) {
+        self.refill(now);
+        let rate = if rate.is_finite() { rate } else { MIN_FILL_RATE };
+        self.fill_rate = rate.max(MIN_FILL_RATE);
+        self.max_capacity = rate.max(1.0);
+        self.capacity = self.capacity.min(self.max_capacity);
+    }
+
+    fn measure(&mut self, now: f64) {
+        let bucket = (now * 2.0).floor() / 2.0;
+        self.requests_in_bucket += 1.0;
+        if bucket > self.last_rate_bucket {
+            let current = self.requests_in_bucket / (bucket - self.last_rate_bucket);
+            self.measured_rate = current * SMOOTH + self.measured_rate * (1.0 - SMOOTH);
+            self.requests_in_bucket = 0.0;
+            self.last_rate_bucket = bucket;
+        }
+    }
+}
+
+/// The fixed ceiling: `qps` tokens a second, at most `burst` saved up.
+#[derive(Debug)]
+struct Ceiling {
+    tokens: f64,
+    updated: f64,
+}
+
+/// The shared limiter of one OSS client: the ceiling always, the adaptive rate in adaptive mode.
 #[derive(Debug)]
 pub struct RateLimiter {
     qps: f64,
     burst: f64,
-    state: Mutex<Bucket>,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
+    mode: RateMode,
+    origin: Instant,
+    state: Mutex<(Ceiling, AdaptiveRate)>,
+    throttles: AtomicU64,
 }
 
 impl RateLimiter {
-    /// `qps` must be positive; `burst` is at least 1.
-    pub fn new(qps: f64, burst: u32) -> Self {
+    /// `qps` (the ceiling) must be positive; `burst` is at least 1.
+    pub fn new(qps: f64, burst: u32, mode: RateMode) -> Self {
         assert!(
             qps > 0.0 && qps.is_finite(),
             "QPS must be a positive number, got {qps}"
@@ -32,30 +178,71 @@ impl RateLimiter {
         Self {
             qps,
             burst,
-            state: Mutex::new(Bucket {
-                tokens: burst,
-                updated: Instant::now(),
-            }),
+            mode,
+            origin: Instant::now(),
+            state: Mutex::new((
+                Ceiling {
+                    tokens: burst,
+                    updated: 0.0,
+                },
+                AdaptiveRate::new(0.0),
+            )),
+            throttles: AtomicU64::new(0),
         }
     }
 
+    /// The ceiling (`--oss-qps`).
     pub fn qps(&self) -> f64 {
         self.qps
     }
 
+    pub fn mode(&self) -> RateMode {
+        self.mode
+    }
+
+    /// The rate requests may go out at now: the adaptive rate once OSS has throttled, else the
+    /// ceiling.
+    pub fn current_rate(&self) -> f64 {
+        let state = self.lock();
+        match (self.mode, state.1.rate()) {
+            (RateMode::Adaptive, Some(rate)) => rate.min(self.qps),
+            _ => self.qps,
+        }
+    }
+
+    /// Throttling answers seen so far.
+    pub fn throttles(&self) -> u64 {
+        self.throttles.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Ceiling, AdaptiveRate)> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn now(&self) -> f64 {
+        Instant::now()
+            .saturating_duration_since(self.origin)
+            .as_secs_f64()
+    }
+
     /// How long the caller must wait for its token (reserving it now).
     fn reserve(&self) -> Duration {
-        let mut bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.qps).min(self.burst);
-        bucket.updated = now;
-        bucket.tokens -= 1.0;
-        if bucket.tokens >= 0.0 {
-            Duration::ZERO
+        let now = self.now();
+        let mut state = self.lock();
+        let (ceiling, adaptive) = &mut *state;
+        let elapsed = (now - ceiling.updated).max(0.0);
+        ceiling.tokens = (ceiling.tokens + elapsed * self.qps).min(self.burst);
+        ceiling.updated = now;
+        ceiling.tokens -= 1.0;
+        let mut wait = if ceiling.tokens >= 0.0 {
+            0.0
         } else {
-            Duration::from_secs_f64(-bucket.tokens / self.qps)
+            -ceiling.tokens / self.qps
+        };
+        if self.mode == RateMode::Adaptive {
+            wait = wait.max(adaptive.acquire(now));
         }
+        Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(60))
     }
 
     /// Waits until a request may be sent.
@@ -65,6 +252,17 @@ impl RateLimiter {
             tokio::time::sleep(wait).await;
         }
     }
+
+    /// Tells the limiter how OSS answered a request (throttled or not).
+    pub fn record(&self, throttled: bool) {
+        if throttled {
+            self.throttles.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.mode == RateMode::Adaptive {
+            let now = self.now();
+            self.lock().1.record(throttled, now, self.qps);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -72,9 +270,88 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// Sends `rate` requests a second from `from` to `to`, all answered as `throttled` says.
+    fn send(state: &mut AdaptiveRate, rate: f64, from: f64, to: f64, throttled: impl Fn(f64) -> bool) -> f64 {
+        let mut t = from;
+        let mut waited = 0.0;
+        while t < to {
+            waited += state.acquire(t);
+            state.record(throttled(t), t, 1_000.0);
+            t += 1.0 / rate;
+        }
+        waited
+    }
+
+    #[test]
+    fn no_delay_before_the_first_throttle() {
+        let mut state = AdaptiveRate::new(0.0);
+        assert_eq!(send(&mut state, 400.0, 0.0, 5.0, |_| false), 0.0);
+        assert_eq!(state.rate(), None, "the bucket is off until OSS throttles");
+        assert!(
+            (state.measured_rate() - 400.0).abs() < 20.0,
+            "{}",
+            state.measured_rate()
+        );
+    }
+
+    #[test]
+    fn a_throttle_cuts_the_rate_to_seventy_percent_of_what_was_sent() {
+        let mut state = AdaptiveRate::new(0.0);
+        send(&mut state, 100.0, 0.0, 3.0, |_| false);
+        state.record(true, 3.0, 1_000.0);
+        // The throttled request itself is counted in the measured rate (about 100/s here).
+        let measured = state.measured_rate();
+        assert!((measured - 100.0).abs() < 10.0, "{measured}");
+        let rate = state.rate().expect("on after a throttle");
+        assert!((rate - measured * 0.7).abs() < 1e-9, "{rate} vs {measured}");
+        // A second throttle cuts again, from the lower of the measured and current rates.
+        state.record(true, 3.01, 1_000.0);
+        assert!(state.rate().unwrap() < rate);
+    }
+
+    #[test]
+    fn the_rate_grows_back_along_the_cubic_and_reaches_the_old_maximum_after_the_window() {
+        let mut state = AdaptiveRate::new(0.0);
+        send(&mut state, 100.0, 0.0, 3.0, |_| false);
+        state.record(true, 3.0, 1_000.0);
+        let max = state.last_max_rate;
+        let window = (max * (1.0 - BETA) / SCALE).cbrt();
+        // Successes keep the measured rate high enough for growth (twice the measured rate caps it).
+        send(&mut state, 200.0, 3.0, 3.0 + window, |_| false);
+        let at_window = state.rate().unwrap();
+        assert!((at_window - max).abs() / max < 0.05, "{at_window} vs {max}");
+        send(&mut state, 200.0, 3.0 + window, 3.0 + window + 3.0, |_| false);
+        assert!(state.rate().unwrap() > max, "keeps probing above the old maximum");
+    }
+
+    #[test]
+    fn the_ceiling_caps_the_rate_and_the_bucket_spaces_requests() {
+        let mut state = AdaptiveRate::new(0.0);
+        send(&mut state, 500.0, 0.0, 2.0, |_| false);
+        state.record(true, 2.0, 50.0);
+        assert_eq!(
+            state.rate(),
+            Some(50.0),
+            "cut to 350, capped by the ceiling of 50"
+        );
+        // 100 requests at once after the cut: they are spread at 50/s.
+        let waits: Vec<f64> = (0..100).map(|_| state.acquire(2.0)).collect();
+        let last = waits.last().copied().unwrap();
+        assert!((last - 99.0 / 50.0).abs() < 0.05, "last waits {last}s");
+    }
+
+    #[test]
+    fn the_rate_never_falls_below_the_floor() {
+        let mut state = AdaptiveRate::new(0.0);
+        for i in 0..100 {
+            state.record(true, f64::from(i) * 0.01, 1_000.0);
+        }
+        assert_eq!(state.rate(), Some(MIN_FILL_RATE));
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn holds_the_rate_after_the_burst() {
-        let limiter = Arc::new(RateLimiter::new(10.0, 5));
+    async fn holds_the_ceiling_after_the_burst() {
+        let limiter = Arc::new(RateLimiter::new(10.0, 5, RateMode::Fixed));
         let start = Instant::now();
         let tasks: Vec<_> = (0..55)
             .map(|_| {
@@ -98,7 +375,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_time_refills_only_up_to_the_burst() {
-        let limiter = RateLimiter::new(2.0, 3);
+        let limiter = RateLimiter::new(2.0, 3, RateMode::Fixed);
         tokio::time::sleep(Duration::from_secs(100)).await;
         let start = Instant::now();
         for _ in 0..4 {
@@ -106,5 +383,20 @@ mod tests {
         }
         let elapsed = (Instant::now() - start).as_secs_f64();
         assert!((elapsed - 0.5).abs() < 0.01, "fourth token after {elapsed}s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_shared_limiter_slows_down_after_throttles_and_counts_them() {
+        let limiter = RateLimiter::new(1_000.0, 1_000, RateMode::Adaptive);
+        for _ in 0..400 {
+            limiter.acquire().await;
+            limiter.record(false);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(limiter.current_rate(), 1_000.0, "no throttle yet: the ceiling");
+        limiter.record(true);
+        assert_eq!(limiter.throttles(), 1);
+        let rate = limiter.current_rate();
+        assert!(rate < 200.0 && rate > 100.0, "cut from ~200/s: {rate}");
     }
 }

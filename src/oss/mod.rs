@@ -27,7 +27,7 @@ use md5::{Digest, Md5};
 pub use credentials::{Credentials, CredentialsError, CredentialsProvider};
 pub use endpoint::{AllowList, Endpoint, EndpointError, EndpointKind};
 pub use error::{Classification, Operation, OssError, OssErrorKind, ServiceError};
-pub use limiter::RateLimiter;
+pub use limiter::{AdaptiveRate, RateLimiter, RateMode};
 pub use rule::{DataEncryption, EncryptionRule, RuleError, SseAlgorithm, describe_rule};
 pub use sign::SignatureVersion;
 
@@ -124,6 +124,12 @@ impl std::fmt::Debug for Observer {
     }
 }
 
+/// The default `--oss-qps` ceiling. The adaptive limiter finds the account's real limit from
+/// OSS's throttling answers; the ceiling only guards against a runaway, so it sits well above
+/// any management-API limit a client is likely to be granted. Lower it to leave room for other
+/// clients of the same account.
+pub const DEFAULT_QPS_CEILING: f64 = 500.0;
+
 /// Client settings. `Default` is what the operator uses unless told otherwise.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -131,8 +137,11 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     pub retry: RetryPolicy,
-    /// Requests per second across every call of this client (and its clones).
+    /// Requests per second across every call of this client (and its clones): a hard ceiling in
+    /// adaptive mode, the operating point in fixed mode.
     pub qps: f64,
+    /// Adaptive (find the account's limit from throttling answers) or fixed.
+    pub rate_mode: RateMode,
     /// Requests that may go out at once after an idle period.
     pub burst: u32,
     /// Endpoints the client may send credentials to.
@@ -150,7 +159,8 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
-            qps: 10.0,
+            qps: DEFAULT_QPS_CEILING,
+            rate_mode: RateMode::Adaptive,
             burst: 10,
             allow_list: AllowList::default(),
             resolve: Vec::new(),
@@ -191,10 +201,20 @@ impl OssClient {
         }
         Ok(Self {
             http: builder.build()?,
-            limiter: Arc::new(RateLimiter::new(config.qps, config.burst)),
+            limiter: Arc::new(RateLimiter::new(config.qps, config.burst, config.rate_mode)),
             config: Arc::new(config),
             clock_offset_ms: Arc::new(AtomicI64::new(0)),
         })
+    }
+
+    /// The request rate in force now (the adaptive rate after OSS throttled, else the ceiling).
+    pub fn current_rate(&self) -> f64 {
+        self.limiter.current_rate()
+    }
+
+    /// Throttling answers (503 QPS codes, 429) seen by this client and its clones.
+    pub fn throttles(&self) -> u64 {
+        self.limiter.throttles()
     }
 
     /// The underlying HTTP client (shared with the RRSA credentials provider).
@@ -321,6 +341,14 @@ impl OssClient {
             attempt += 1;
             let started = std::time::Instant::now();
             let result = self.attempt(op, target, credentials, body.as_deref()).await;
+            match &result {
+                Ok(_) => self.limiter.record(false),
+                Err(OssErrorKind::Service(e)) => {
+                    self.limiter
+                        .record(e.classification() == Classification::Throttled);
+                }
+                Err(_) => {}
+            }
             if let Some(observer) = &self.config.observer {
                 let (outcome, code) = match &result {
                     Ok(raw) => (raw.status.to_string(), ""),

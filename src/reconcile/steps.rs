@@ -97,7 +97,7 @@ async fn sync(resource: &BucketEncryption, ctx: &Context) -> Result<Outcome, Err
         schedule::resync_interval(
             desired.resync_interval.unwrap_or(ctx.settings.resync_interval),
             ctx.object_count(),
-            ctx.oss.config().qps,
+            ctx.oss.current_rate(),
         ),
         fastrand::f64(),
     );
