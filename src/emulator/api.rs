@@ -77,9 +77,15 @@ pub async fn handle(
         .unwrap_or("")
         .to_owned();
 
+    let _serving = state.serving();
     let faults = state.faults();
-    if faults.latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    let jitter = if faults.latency_jitter_ms > 0 {
+        fastrand::u64(..faults.latency_jitter_ms)
+    } else {
+        0
+    };
+    if faults.latency_ms + jitter > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms + jitter)).await;
     }
     let over_qps = state.arrive();
     if faults.reset_rate > 0.0 && fastrand::f64() < faults.reset_rate {

@@ -61,6 +61,8 @@ impl From<&StoredRule> for RawRule {
 pub struct Faults {
     /// Added to every request before it is answered.
     pub latency_ms: u64,
+    /// A further random delay, uniform in `[0, latency_jitter_ms)`, so answers overtake each other.
+    pub latency_jitter_ms: u64,
     /// Probability of `500 InternalError`.
     pub internal_error_rate: f64,
     /// Probability of `503 MetaOperationQpsLimitExceeded`.
@@ -100,6 +102,8 @@ struct Inner {
     clock_offset: SignedDuration,
     sts_duration_override: Option<Duration>,
     request_seq: u64,
+    in_flight: usize,
+    peak_in_flight: usize,
 }
 
 /// Shared, lock-protected emulator state. All methods are cheap and never hold the lock across I/O
@@ -342,6 +346,20 @@ impl EmulatorState {
         inner.counters.clear();
         inner.bucket_requests.clear();
         inner.arrivals.clear();
+        inner.peak_in_flight = inner.in_flight;
+    }
+
+    /// Marks an OSS request as being served (until the guard drops), for [`Self::peak_in_flight`].
+    pub fn serving(self: &std::sync::Arc<Self>) -> InFlight {
+        let mut inner = self.lock();
+        inner.in_flight += 1;
+        inner.peak_in_flight = inner.peak_in_flight.max(inner.in_flight);
+        InFlight(self.clone())
+    }
+
+    /// The most OSS requests served at once since the last counter reset.
+    pub fn peak_in_flight(&self) -> usize {
+        self.lock().peak_in_flight
     }
 
     pub fn accept_oidc_token(&self, token: &str) {
@@ -375,6 +393,16 @@ impl EmulatorState {
 
     pub fn add_sts_session(&self, access_key_id: String, session: StsSession) {
         self.lock().sts_sessions.insert(access_key_id, session);
+    }
+}
+
+/// An OSS request being served; counted out when dropped.
+pub struct InFlight(std::sync::Arc<EmulatorState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        inner.in_flight = inner.in_flight.saturating_sub(1);
     }
 }
 

@@ -32,6 +32,12 @@ const SCALE: f64 = 0.4;
 const MIN_FILL_RATE: f64 = 0.5;
 /// Smoothing of the measured sending rate.
 const SMOOTH: f64 = 0.8;
+/// The longest nap before asking the adaptive bucket again.
+const MAX_NAP: f64 = 0.05;
+/// Throttles within this many seconds of a cut do not cut again: they answer requests sent at
+/// the old rate. (A deviation from the AWS algorithm, which cuts on every one and so collapses
+/// to the floor after a single burst of concurrent requests is throttled.)
+const COOLDOWN: f64 = 1.0;
 
 /// The adaptive rate's arithmetic, pure: every method takes the time in seconds since an
 /// arbitrary origin. Mirrors the CUBIC client rate limiter of the AWS SDKs' adaptive retry mode.
@@ -84,18 +90,20 @@ impl AdaptiveRate {
         self.last_refill = now.max(self.last_refill);
     }
 
-    /// Takes one token at `now`; returns how many seconds the caller must wait for it (0 until
-    /// the first throttle). Callers queue: each reserves its token before waiting.
-    pub fn acquire(&mut self, now: f64) -> f64 {
+    /// Takes one token at `now` if there is one (always, until the first throttle); otherwise
+    /// says how many seconds until there will be one at the current rate. Nothing is reserved:
+    /// a caller told to wait asks again, so a rate that grows meanwhile is used at once.
+    pub fn try_acquire(&mut self, now: f64) -> Result<(), f64> {
         if !self.enabled {
-            return 0.0;
+            return Ok(());
         }
         self.refill(now);
-        self.capacity -= 1.0;
-        if self.capacity >= 0.0 {
-            0.0
+        // A hair of tolerance: float rounding must not leave a caller waiting for 1e-16 s forever.
+        if self.capacity >= 1.0 - 1e-9 {
+            self.capacity -= 1.0;
+            Ok(())
         } else {
-            -self.capacity / self.fill_rate
+            Err(((1.0 - self.capacity) / self.fill_rate).max(1e-6))
         }
     }
 
@@ -104,10 +112,22 @@ impl AdaptiveRate {
     pub fn record(&mut self, throttled: bool, now: f64, ceiling: f64) {
         self.measure(now);
         let rate = if throttled {
-            let base = if self.enabled {
-                self.measured_rate.min(self.fill_rate)
-            } else {
+            if self.enabled && now - self.last_throttle < COOLDOWN {
+                // Answers to requests sent before the last cut: that cut already covers them.
+                // (Cutting on each would collapse the rate after one burst.)
+                return;
+            }
+            // Before the first half-second bucket closes there is no measurement yet: use the
+            // rate of the bucket so far.
+            let measured = if self.measured_rate > 0.0 {
                 self.measured_rate
+            } else {
+                self.requests_in_bucket / (now - self.last_rate_bucket).max(0.1)
+            };
+            let base = if self.enabled {
+                measured.min(self.fill_rate)
+            } else {
+                measured
             };
             self.last_max_rate = base;
             self.update_time_window();
@@ -225,29 +245,42 @@ impl RateLimiter {
             .as_secs_f64()
     }
 
-    /// How long the caller must wait for its token (reserving it now).
-    fn reserve(&self) -> Duration {
+    /// How long the caller must wait for its ceiling token (reserving it now: the ceiling does
+    /// not move, so queueing on it is exact and fair).
+    fn reserve_ceiling(&self) -> Duration {
         let now = self.now();
         let mut state = self.lock();
-        let (ceiling, adaptive) = &mut *state;
+        let ceiling = &mut state.0;
         let elapsed = (now - ceiling.updated).max(0.0);
         ceiling.tokens = (ceiling.tokens + elapsed * self.qps).min(self.burst);
         ceiling.updated = now;
         ceiling.tokens -= 1.0;
-        let mut wait = if ceiling.tokens >= 0.0 {
+        let wait = if ceiling.tokens >= 0.0 {
             0.0
         } else {
             -ceiling.tokens / self.qps
         };
-        if self.mode == RateMode::Adaptive {
-            wait = wait.max(adaptive.acquire(now));
-        }
         Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(60))
     }
 
-    /// Waits until a request may be sent.
+    /// Waits until a request may be sent: an adaptive token (asked for again after short naps,
+    /// so a growing rate is used as soon as it grows), then a ceiling token.
     pub async fn acquire(&self) {
-        let wait = self.reserve();
+        if self.mode == RateMode::Adaptive {
+            loop {
+                let now = self.now();
+                let verdict = self.lock().1.try_acquire(now);
+                match verdict {
+                    Ok(()) => break,
+                    Err(wait) => {
+                        let nap = Duration::try_from_secs_f64(wait.clamp(0.001, MAX_NAP))
+                            .unwrap_or(Duration::from_millis(50));
+                        tokio::time::sleep(nap).await;
+                    }
+                }
+            }
+        }
+        let wait = self.reserve_ceiling();
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -271,11 +304,17 @@ mod tests {
     use std::sync::Arc;
 
     /// Sends `rate` requests a second from `from` to `to`, all answered as `throttled` says.
+    /// Sends at `rate` a second from `from` to `to` (or slower, when the bucket says wait), all
+    /// answered as `throttled` says; returns the seconds spent waiting.
     fn send(state: &mut AdaptiveRate, rate: f64, from: f64, to: f64, throttled: impl Fn(f64) -> bool) -> f64 {
         let mut t = from;
         let mut waited = 0.0;
         while t < to {
-            waited += state.acquire(t);
+            if let Err(wait) = state.try_acquire(t) {
+                waited += wait;
+                t += wait;
+                continue;
+            }
             state.record(throttled(t), t, 1_000.0);
             t += 1.0 / rate;
         }
@@ -304,8 +343,11 @@ mod tests {
         assert!((measured - 100.0).abs() < 10.0, "{measured}");
         let rate = state.rate().expect("on after a throttle");
         assert!((rate - measured * 0.7).abs() < 1e-9, "{rate} vs {measured}");
-        // A second throttle cuts again, from the lower of the measured and current rates.
+        // Throttles right after the cut answer requests sent before it: no second cut.
         state.record(true, 3.01, 1_000.0);
+        assert_eq!(state.rate().unwrap(), rate);
+        // A throttle after the cooldown cuts again, from the lower of measured and current rates.
+        state.record(true, 4.5, 1_000.0);
         assert!(state.rate().unwrap() < rate);
     }
 
@@ -334,17 +376,23 @@ mod tests {
             Some(50.0),
             "cut to 350, capped by the ceiling of 50"
         );
-        // 100 requests at once after the cut: they are spread at 50/s.
-        let waits: Vec<f64> = (0..100).map(|_| state.acquire(2.0)).collect();
-        let last = waits.last().copied().unwrap();
-        assert!((last - 99.0 / 50.0).abs() < 0.05, "last waits {last}s");
+        // Requests as fast as allowed after the cut: they are spread at 50/s.
+        let mut t = 2.0;
+        let mut sent = 0;
+        while t < 4.0 {
+            match state.try_acquire(t) {
+                Ok(()) => sent += 1,
+                Err(wait) => t += wait,
+            }
+        }
+        assert!((99..=102).contains(&sent), "{sent} sent in 2 s at 50/s");
     }
 
     #[test]
     fn the_rate_never_falls_below_the_floor() {
         let mut state = AdaptiveRate::new(0.0);
         for i in 0..100 {
-            state.record(true, f64::from(i) * 0.01, 1_000.0);
+            state.record(true, f64::from(i) * 1.5, 1_000.0);
         }
         assert_eq!(state.rate(), Some(MIN_FILL_RATE));
     }

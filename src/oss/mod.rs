@@ -77,6 +77,9 @@ pub struct Reply<T> {
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 = no retries).
     pub max_attempts: u32,
+    /// Attempts in all while OSS keeps throttling: more than for other errors, since a throttle
+    /// is OSS asking to come back later and the adaptive limiter slows down meanwhile.
+    pub throttled_max_attempts: u32,
     /// Backoff base for retryable errors; attempt n waits up to `base * 2^(n-1)`.
     pub base_delay: Duration,
     /// Backoff base when OSS throttles (503 QPS codes): OSS asks for "a few seconds".
@@ -89,6 +92,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 3,
+            throttled_max_attempts: 6,
             base_delay: Duration::from_millis(200),
             throttled_base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(20),
@@ -382,7 +386,11 @@ impl OssClient {
                 error = %error.kind,
                 "OSS attempt failed"
             );
-            if classification == Classification::Terminal || attempt >= max_attempts {
+            let limit = match classification {
+                Classification::Throttled => retry.throttled_max_attempts.max(max_attempts),
+                _ => max_attempts,
+            };
+            if classification == Classification::Terminal || attempt >= limit {
                 return Err(error);
             }
             let skew_corrected = error.code() == Some("RequestTimeTooSkewed") && attempt == 1;

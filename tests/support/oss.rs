@@ -20,6 +20,7 @@ pub struct TestOss {
 pub fn fast_retries(max_attempts: u32) -> RetryPolicy {
     RetryPolicy {
         max_attempts,
+        throttled_max_attempts: max_attempts,
         base_delay: Duration::from_millis(5),
         throttled_base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(50),
