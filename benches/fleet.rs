@@ -38,6 +38,10 @@ struct Options {
     steady_intervals: u64,
     json: Option<String>,
     faults: bool,
+    /// Run the operator with its default flags (no --concurrency, --oss-qps, --oss-burst).
+    defaults: bool,
+    /// Cap the emulated account at this many requests per second (503 beyond it).
+    cap: Option<u32>,
 }
 
 fn options() -> Options {
@@ -49,6 +53,8 @@ fn options() -> Options {
         steady_intervals: 2,
         json: None,
         faults: false,
+        defaults: false,
+        cap: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -65,6 +71,12 @@ fn options() -> Options {
             "--resync-seconds" => o.resync_seconds = value().parse().expect("--resync-seconds N"),
             "--steady-intervals" => o.steady_intervals = value().parse().expect("--steady-intervals N"),
             "--json" => o.json = Some(value()),
+            "--cap" => o.cap = Some(value().parse().expect("--cap N")),
+            "--defaults" => {
+                o.defaults = true;
+                i += 1;
+                continue;
+            }
             "--faults" => {
                 o.faults = true;
                 i += 1;
@@ -248,13 +260,18 @@ async fn main() {
                 "127.0.0.1:0",
             ])
             .args(["--resync-interval", &format!("{}s", o.resync_seconds)])
-            .args([
-                "--concurrency",
-                &o.concurrency.to_string(),
-                "--oss-qps",
-                &o.qps.to_string(),
-            ])
-            .args(["--oss-burst", &o.concurrency.to_string()])
+            .args(if o.defaults {
+                Vec::new()
+            } else {
+                vec![
+                    "--concurrency".to_owned(),
+                    o.concurrency.to_string(),
+                    "--oss-qps".to_owned(),
+                    o.qps.to_string(),
+                    "--oss-burst".to_owned(),
+                    o.concurrency.to_string(),
+                ]
+            })
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
@@ -264,6 +281,14 @@ async fn main() {
     };
     if o.faults {
         std::process::exit(soak(&o, &mut kube, &oss, spawn).await);
+    }
+    if let Some(cap) = o.cap {
+        oss.emulator
+            .state()
+            .set_faults(oss_encryption_operator::emulator::Faults {
+                qps_limit: Some(cap),
+                ..Default::default()
+            });
     }
     let started = Instant::now();
     let mut child = spawn();
@@ -285,13 +310,28 @@ async fn main() {
     .map(|api| (api, oss_total(&oss, api)))
     .collect();
     let converge_kube = kube.counters();
+    let throttled = |oss: &TestOss| -> u64 {
+        oss.emulator
+            .state()
+            .counters()
+            .values()
+            .filter_map(|by| by.get(&503))
+            .sum()
+    };
+    let converge_throttled = throttled(&oss);
     let (rss_converged, cpu_converged) = usage(pid);
 
     // Steady state: several resync intervals with everything in sync, measured after every object
     // has had its first resync (the interval has ±10% jitter; written objects confirm Applied →
     // InSync on that first resync).
+    let rate = if o.defaults {
+        oss_encryption_operator::oss::DEFAULT_QPS_CEILING
+    } else {
+        o.qps
+    };
+    let rate = o.cap.map_or(rate, |cap| rate.min(f64::from(cap)));
     let effective_resync =
-        oss_encryption_operator::reconcile::resync_interval(Duration::from_secs(o.resync_seconds), n, o.qps);
+        oss_encryption_operator::reconcile::resync_interval(Duration::from_secs(o.resync_seconds), n, rate);
     tokio::time::sleep(effective_resync.mul_f64(1.2) + Duration::from_secs(2)).await;
     oss.emulator.state().reset_counters();
     kube.reset_counters();
@@ -300,11 +340,16 @@ async fn main() {
     let steady_gets = oss_total(&oss, "GetBucketEncryption");
     let steady_other = oss_total(&oss, "PutBucketEncryption") + oss_total(&oss, "DeleteBucketEncryption");
     let steady_writes = kube.writes();
+    let steady_throttled = throttled(&oss);
     let (rss_peak, cpu_total) = usage(pid);
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
 
-    // The floor: the same reads and writes from a bare loop with the same client settings.
+    // The floor: the same reads and writes from a bare loop with the same client settings
+    // (without the account cap: the cap has its own floor above).
+    oss.emulator
+        .state()
+        .set_faults(oss_encryption_operator::emulator::Faults::default());
     for i in 0..n {
         oss.emulator.state().set_rule(&bucket(i), initial(i));
     }
@@ -405,6 +450,41 @@ async fn main() {
         "throughput (objects/s)",
         format!("{:.1}", n as f64 / converged.as_secs_f64()),
         "",
+    );
+    if let Some(cap) = o.cap {
+        let requests = converge_oss.values().sum::<u64>() - converge_throttled;
+        let cap_floor = requests as f64 / f64::from(cap);
+        row("account cap (requests/s)", cap.to_string(), "");
+        row("cap-bound floor (s)", format!("{cap_floor:.2}"), "");
+        row(
+            "time to all Ready / cap-bound floor",
+            format!("{:.2}", converged.as_secs_f64() / cap_floor),
+            "<= 1.3",
+        );
+        row(
+            "throttled answers while converging",
+            format!(
+                "{converge_throttled} ({:.1}%)",
+                100.0 * converge_throttled as f64 / converge_oss.values().sum::<u64>().max(1) as f64
+            ),
+            "",
+        );
+        row(
+            "throttled answers in steady state",
+            steady_throttled.to_string(),
+            "0",
+        );
+    }
+    println!(
+        "flags: {}",
+        if o.defaults {
+            "the operator's defaults (adaptive limiter, ceiling 500/s, concurrency 8)".to_owned()
+        } else {
+            format!(
+                "--concurrency {} --oss-qps {} --oss-burst {}",
+                o.concurrency, o.qps, o.concurrency
+            )
+        }
     );
     row(
         "OSS GET per object",
