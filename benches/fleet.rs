@@ -478,7 +478,7 @@ async fn main() {
     println!(
         "flags: {}",
         if o.defaults {
-            "the operator's defaults (adaptive limiter, ceiling 500/s, concurrency 8)".to_owned()
+            "the operator's defaults (adaptive limiter, ceiling 1000/s, concurrency 8)".to_owned()
         } else {
             format!(
                 "--concurrency {} --oss-qps {} --oss-burst {}",

@@ -28,8 +28,11 @@ pub enum RateMode {
 const BETA: f64 = 0.7;
 /// Cubic growth scale.
 const SCALE: f64 = 0.4;
-/// The rate never drops below this (requests per second).
-const MIN_FILL_RATE: f64 = 0.5;
+/// The rate never drops below this (requests per second). The AWS algorithm uses 0.5; an
+/// operator under throttles that do not depend on its rate (OSS busy, not the account's limit)
+/// would then cut every second down to one request every two seconds and stall its fleet, while
+/// every management-API limit OSS grants is far above this.
+const MIN_FILL_RATE: f64 = 5.0;
 /// Smoothing of the measured sending rate.
 const SMOOTH: f64 = 0.8;
 /// The longest nap before asking the adaptive bucket again.
