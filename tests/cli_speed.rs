@@ -33,6 +33,24 @@ fn manifests(dir: &Path, count: usize) -> (String, String) {
     (path.display().to_string(), credentials.display().to_string())
 }
 
+/// Every bucket holds the rule its manifest wants.
+fn assert_every_rule(oss: &TestOss, count: usize) {
+    for i in 0..count {
+        let rule = oss
+            .emulator
+            .state()
+            .bucket(&format!("speed-{i:04}"))
+            .unwrap()
+            .rule;
+        let wanted = ALGORITHMS[i % ALGORITHMS.len()];
+        assert_eq!(
+            rule.map(|r| r.algorithm).unwrap_or_else(|| "None".into()),
+            wanted,
+            "speed-{i:04}"
+        );
+    }
+}
+
 async fn emulator(count: usize) -> TestOss {
     TestOss::start_with(EmulatorConfig {
         access_keys: vec![(ACCESS_KEY_ID.into(), ACCESS_KEY_SECRET.into())],
@@ -95,20 +113,7 @@ async fn rows_come_out_in_manifest_order_while_resources_run_concurrently() {
         (8..=16).contains(&peak),
         "up to 16 resources at once, and more than a few: {peak}"
     );
-    for i in 0..count {
-        let rule = oss
-            .emulator
-            .state()
-            .bucket(&format!("speed-{i:04}"))
-            .unwrap()
-            .rule;
-        let wanted = ALGORITHMS[i % ALGORITHMS.len()];
-        assert_eq!(
-            rule.map(|r| r.algorithm).unwrap_or_else(|| "None".into()),
-            wanted,
-            "speed-{i:04}"
-        );
-    }
+    assert_every_rule(&oss, count);
     assert!(stdout.contains(&format!("{count} resource(s)")), "{stdout}");
 }
 
@@ -128,16 +133,7 @@ async fn a_throttling_account_is_met_by_the_adaptive_limiter() {
     assert_eq!(code, 0, "every resource applied: {stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["errors"], 0);
-    for i in 0..count {
-        let rule = oss
-            .emulator
-            .state()
-            .bucket(&format!("speed-{i:04}"))
-            .unwrap()
-            .rule;
-        let wanted = ALGORITHMS[i % ALGORITHMS.len()];
-        assert_eq!(rule.map(|r| r.algorithm).unwrap_or_else(|| "None".into()), wanted);
-    }
+    assert_every_rule(&oss, count);
     let counters = oss.emulator.state().counters();
     let throttled: u64 = counters.values().filter_map(|by| by.get(&503)).sum();
     let answered: u64 = counters.values().flat_map(|by| by.values()).sum();

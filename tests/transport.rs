@@ -33,6 +33,20 @@ async fn server(
     (authority, hits)
 }
 
+/// A loopback server answering every request with a redirect of `status` to `location`.
+async fn redirecting(status: StatusCode, location: String) -> String {
+    let (authority, _) = server(move || {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert("location", HeaderValue::from_str(&location).unwrap());
+        response
+    })
+    .await;
+    authority
+}
+
 fn client_allowing(authorities: &[&str]) -> OssClient {
     oss_encryption_operator::install_tls_provider();
     let mut config = ClientConfig {
@@ -60,15 +74,10 @@ fn credentials() -> CredentialsProvider {
 #[tokio::test]
 async fn a_redirect_from_an_allowed_endpoint_is_an_error_and_never_followed() {
     let (elsewhere, elsewhere_hits) = server(|| Response::new(Body::from("<x/>"))).await;
-    let location = format!("http://{elsewhere}/stolen");
-    let (allowed, _) = server(move || {
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-        response
-            .headers_mut()
-            .insert("location", HeaderValue::from_str(&location).unwrap());
-        response
-    })
+    let allowed = redirecting(
+        StatusCode::TEMPORARY_REDIRECT,
+        format!("http://{elsewhere}/stolen"),
+    )
     .await;
     // Even with the other host allowed, a redirect is not followed: OSS never redirects these APIs.
     let client = client_allowing(&[&allowed, &elsewhere]);
@@ -147,16 +156,7 @@ async fn sts_endpoints_must_pass_the_allow_list() {
 #[tokio::test]
 async fn sts_redirects_are_not_followed() {
     let (elsewhere, elsewhere_hits) = server(|| Response::new(Body::from("{}"))).await;
-    let location = format!("http://{elsewhere}/");
-    let (sts, _) = server(move || {
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = StatusCode::FOUND;
-        response
-            .headers_mut()
-            .insert("location", HeaderValue::from_str(&location).unwrap());
-        response
-    })
-    .await;
+    let sts = redirecting(StatusCode::FOUND, format!("http://{elsewhere}/")).await;
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "oidc-token-canary").unwrap();
