@@ -299,6 +299,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn throttles_and_the_rate_in_force_are_exposed() {
+        crate::install_tls_provider();
+        let metrics = Arc::new(Metrics::new());
+        let client = crate::oss::OssClient::new(crate::oss::ClientConfig {
+            qps: 250.0,
+            ..crate::oss::ClientConfig::default()
+        })
+        .unwrap();
+        metrics.track_rate(&client);
+        for (outcome, code) in [
+            ("503", "MetaOperationQpsLimitExceeded"),
+            ("503", "InternalError"),
+            ("500", "InternalError"),
+            ("429", ""),
+        ] {
+            (metrics.oss_observer().0)(Operation::GetBucketEncryption, outcome, code, Duration::ZERO);
+        }
+        let text = metrics.encode();
+        assert!(
+            text.lines()
+                .any(|l| l == "oss_encryption_operator_oss_throttles_total 2"),
+            "a QPS-limit 503 and a 429 are throttles, other errors not:\n{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l == "oss_encryption_operator_oss_request_rate_limit 250.0"),
+            "no throttle seen by the client yet: the ceiling\n{text}"
+        );
+    }
+
+    #[test]
     fn exposition_names_every_metric() {
         let metrics = Arc::new(Metrics::new());
         metrics.reconciled("ok", Duration::from_millis(20));
