@@ -228,18 +228,14 @@ async fn enums_patterns_and_required_fields() {
     missing.data["spec"].as_object_mut().unwrap().remove("region");
     let error = api.create(&PostParams::default(), &missing).await.unwrap_err();
     assert_eq!(
-        causes_of(&error)[0],
+        crate::causes(&error)[0],
         ("spec.region".into(), "Required value".into())
     );
 }
 
-fn causes_of(error: &kube::Error) -> Vec<(String, String)> {
-    causes(error)
-}
-
 #[tokio::test]
 async fn unknown_fields_are_pruned_or_refused_when_strict() {
-    let (_server, api) = server().await;
+    let (server, api) = server().await;
     let params = PostParams::default();
     let created = api
         .create(&params, &object("pruned", json!({"color": "blue"})))
@@ -250,7 +246,7 @@ async fn unknown_fields_are_pruned_or_refused_when_strict() {
     let response = reqwest::Client::new()
         .post(format!(
             "{}/apis/oss.encryption.dev/v1alpha1/namespaces/team-a/bucketencryptions?fieldValidation=Strict",
-            _server.url()
+            server.url()
         ))
         .header("content-type", "application/json")
         .body(serde_json::to_string(&object("strict", json!({"color": "blue"}))).unwrap())

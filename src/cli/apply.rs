@@ -1,7 +1,7 @@
 //! `plan` and `apply` without a cluster: the controller's validation, the same pure plan and the
 //! same OSS client, over manifest files. Every resource becomes one result row.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use futures_util::StreamExt;
@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::api::{BucketEncryption, ManagementPolicy};
 pub use crate::manifest::Manifests;
-use crate::oss::{BucketTarget, Credentials, CredentialsProvider, EncryptionRule, Endpoint, OssClient};
+use crate::oss::{BucketTarget, Credentials, CredentialsProvider, Endpoint, OssClient};
 use crate::reconcile::ownership::{Claim, owner_of};
 use crate::reconcile::plan::{self, Action};
 
@@ -61,10 +61,6 @@ pub struct Report {
     /// Puts and deletes planned (plan) or made (apply); Observe-mode drift is reported, not counted.
     pub changes: usize,
     pub errors: usize,
-}
-
-fn describe(rule: Option<&EncryptionRule>) -> String {
-    crate::oss::describe_rule(rule)
 }
 
 pub(super) fn name_of(resource: &BucketEncryption) -> String {
@@ -151,36 +147,44 @@ pub async fn run_streaming(
 /// have no age, so the owner is the first by namespace, then name), and a resource declared
 /// twice runs once. Decided up front in manifest order, so concurrency changes nothing.
 fn ownership_verdicts(manifests: &Manifests) -> Vec<Result<(), String>> {
-    let claims: Vec<Claim> = manifests
+    let valid: Vec<bool> = manifests
         .resources
         .iter()
-        .filter(|(_, r)| r.spec.validate().is_ok())
-        .map(|(_, r)| Claim {
+        .map(|(_, r)| r.spec.validate().is_ok())
+        .collect();
+    // Claims grouped by bucket, so each owner is decided once (not a scan per resource).
+    let mut claims: HashMap<&str, Vec<Claim>> = HashMap::new();
+    for ((_, r), _) in manifests.resources.iter().zip(&valid).filter(|(_, ok)| **ok) {
+        claims.entry(r.spec.bucket.as_str()).or_default().push(Claim {
             bucket: r.spec.bucket.clone(),
             created: None,
             namespace: r.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
             name: r.metadata.name.clone().unwrap_or_default(),
-        })
+        });
+    }
+    let owners: HashMap<&str, String> = claims
+        .iter()
+        .filter_map(|(bucket, group)| Some((*bucket, owner_of(bucket, group)?.resource())))
         .collect();
-    let mut claimed: HashSet<String> = HashSet::new();
+    let mut claimed: HashSet<&str> = HashSet::new();
     manifests
         .resources
         .iter()
-        .map(|(_, resource)| {
-            if resource.spec.validate().is_err() {
+        .zip(valid)
+        .map(|((_, resource), valid)| {
+            if !valid {
                 return Ok(()); // reported by validation itself
             }
-            let bucket = &resource.spec.bucket;
+            let bucket = resource.spec.bucket.as_str();
             let me = name_of(resource);
-            if let Some(owner) = owner_of(bucket, &claims)
-                && owner.resource() != me
+            if let Some(owner) = owners.get(bucket)
+                && *owner != me
             {
                 return Err(format!(
-                    "conflict: bucket {bucket} is also declared by {}, which manages it; skipped",
-                    owner.resource()
+                    "conflict: bucket {bucket} is also declared by {owner}, which manages it; skipped"
                 ));
             }
-            if !claimed.insert(bucket.clone()) {
+            if !claimed.insert(bucket) {
                 return Err(format!(
                     "conflict: {me} declares bucket {bucket} more than once; skipped"
                 ));
@@ -200,7 +204,7 @@ async fn one(
     row: &mut Row,
 ) -> Result<(), String> {
     let mut desired = resource.spec.validate().map_err(|e| e.to_string())?;
-    row.desired = describe(desired.rule.as_ref());
+    row.desired = crate::oss::describe_rule(desired.rule.as_ref());
     if let Some(endpoint) = &engine.endpoint_override {
         desired.endpoint = endpoint.clone();
     }
@@ -224,7 +228,7 @@ async fn one(
         .get_encryption(&target, &credentials)
         .await
         .map_err(|e| e.to_string())?;
-    row.current = describe(observed.value.as_ref());
+    row.current = crate::oss::describe_rule(observed.value.as_ref());
     row.request_id = observed.request_id.clone();
     let decision = plan::plan(
         desired.rule.as_ref(),

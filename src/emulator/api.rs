@@ -115,10 +115,7 @@ fn answer(
 ) -> Answer {
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
     let (bucket, object) = address(host, path).map_err(|f| (f, String::new()))?;
-    // Counted only for buckets that exist: a flood of made-up names must not grow the state.
-    if state.bucket(&bucket).is_some() {
-        state.count_bucket(&bucket);
-    }
+    state.count_bucket(&bucket);
     let fail = |fault: OssFault| (fault, bucket.clone());
 
     let faults = state.faults();

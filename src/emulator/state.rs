@@ -322,9 +322,13 @@ impl EmulatorState {
         self.lock().counters.clone()
     }
 
-    /// Counts one request addressed to a bucket.
+    /// Counts one request addressed to a bucket, if the bucket exists: a flood of made-up
+    /// names must not grow the state.
     pub fn count_bucket(&self, bucket: &str) {
-        *self.lock().bucket_requests.entry(bucket.to_owned()).or_default() += 1;
+        let mut inner = self.lock();
+        if inner.buckets.contains_key(bucket) {
+            *inner.bucket_requests.entry(bucket.to_owned()).or_default() += 1;
+        }
     }
 
     /// Requests per bucket (any API, any status) since the last reset.
@@ -493,10 +497,14 @@ mod tests {
     #[test]
     fn requests_are_counted_per_bucket() {
         let state = EmulatorState::new(None).unwrap();
+        state.create_bucket("a", "cn-hangzhou");
+        state.create_bucket("b", "cn-hangzhou");
         state.count_bucket("a");
         state.count_bucket("a");
         state.count_bucket("b");
+        state.count_bucket("unknown");
         assert_eq!(state.bucket_requests()["a"], 2);
+        assert!(!state.bucket_requests().contains_key("unknown"));
         state.reset_counters();
         assert!(state.bucket_requests().is_empty());
     }

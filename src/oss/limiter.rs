@@ -219,10 +219,6 @@ impl RateLimiter {
         self.qps
     }
 
-    pub fn mode(&self) -> RateMode {
-        self.mode
-    }
-
     /// The rate requests may go out at now: the adaptive rate once OSS has throttled, else the
     /// ceiling.
     pub fn current_rate(&self) -> f64 {

@@ -111,9 +111,4 @@ impl Context {
             .unwrap_or_else(|p| p.into_inner())
             .remove(uid);
     }
-
-    /// Objects with failures on record (for tests of the bookkeeping).
-    pub fn failing_objects(&self) -> usize {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
 }

@@ -65,11 +65,6 @@ impl Error {
         }
     }
 
-    /// The condition reason.
-    pub fn reason(&self) -> Reason {
-        self.policy().reason
-    }
-
     /// A short label for metrics and logs.
     pub fn metric_label(&self) -> &'static str {
         match self {

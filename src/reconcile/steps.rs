@@ -188,10 +188,6 @@ fn was_in_sync(resource: &BucketEncryption) -> bool {
     })
 }
 
-fn describe(rule: Option<&EncryptionRule>) -> String {
-    crate::oss::describe_rule(rule)
-}
-
 /// Pure: the report and events of a reconcile that went through.
 fn judge(
     resource: &BucketEncryption,
@@ -201,7 +197,7 @@ fn judge(
     written: Option<(&'static str, Reply<()>)>,
 ) -> (Report, Vec<Event>) {
     let synced = ConditionState::new(true, Reason::ReconcileSuccess, "");
-    let wanted = describe(desired.rule.as_ref());
+    let wanted = crate::oss::describe_rule(desired.rule.as_ref());
     let mut report = Report {
         ready: ConditionState::new(true, Reason::InSync, format!("bucket has {wanted}")),
         settled: true,

@@ -301,17 +301,6 @@ pub struct Writer {
     pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
-impl Clone for Writer {
-    fn clone(&self) -> Self {
-        Self {
-            manager: self.manager.clone(),
-            force: self.force,
-            field_validation: self.field_validation,
-            warnings: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-}
-
 /// History kept for watches; older resourceVersions get `410 Expired`.
 const HISTORY: usize = 100_000;
 
