@@ -2,12 +2,14 @@
 //! `BucketEncryption` resource.
 //!
 //! - [`oss`]: the OSS client (signing, XML, errors, endpoints, credentials); no Kubernetes here.
+//! - [`kms`]: the KMS client for the key pre-flight (DescribeKey, ACS3 signing, cache).
 //! - [`emulator`]: a faithful OSS stand-in for tests, benchmarks and the quickstart.
 
 pub mod api;
 pub mod cli;
 pub mod demo;
 pub mod emulator;
+pub mod kms;
 pub mod leader;
 pub mod manifest;
 pub mod oss;

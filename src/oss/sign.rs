@@ -414,7 +414,8 @@ pub fn v4_string_to_sign(oss_date: &str, scope: &Scope, canonical_request: &str)
     )
 }
 
-fn hmac_sha256(key: &[u8], data: &str) -> Vec<u8> {
+/// HMAC-SHA256 of `data` under `key`.
+pub fn hmac_sha256(key: &[u8], data: &str) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
     mac.update(data.as_bytes());
     mac.finalize().into_bytes().to_vec()
