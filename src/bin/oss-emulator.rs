@@ -4,11 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use oss_encryption_operator::emulator::{Emulator, EmulatorConfig};
+use oss_encryption_operator::emulator::{Emulator, EmulatorConfig, KmsKey};
 
 /// A local stand-in for Alibaba Cloud OSS's bucket-encryption APIs (Put/Get/DeleteBucketEncryption)
-/// and STS AssumeRoleWithOIDC. It verifies V1 and V4 signatures, answers with OSS's error codes,
-/// and has an unauthenticated admin API under /_emulator/ (buckets, rules, counters, faults).
+/// with STS AssumeRoleWithOIDC and KMS DescribeKey. It verifies V1/V4 (OSS) and ACS3/ACS4/RPC (KMS)
+/// signatures, answers with the services' error codes, and has an unauthenticated admin API under
+/// /_emulator/ (buckets, rules, KMS keys, counters, faults).
 /// For tests and demos only: keep it on loopback.
 #[derive(Parser, Debug)]
 #[command(name = "oss-emulator", version)]
@@ -37,6 +38,11 @@ struct Args {
     /// An OIDC token that STS AssumeRoleWithOIDC accepts (repeatable).
     #[arg(long = "oidc-token", value_name = "TOKEN")]
     oidc_tokens: Vec<String>,
+
+    /// A KMS key (Enabled, Aliyun_AES_256, ENCRYPT/DECRYPT) as ID, ID@REGION or ID@REGION=ALIAS
+    /// (repeatable; the alias as alias/NAME). Change its state through the admin API.
+    #[arg(long = "kms-key", value_name = "ID[@REGION][=ALIAS]")]
+    kms_keys: Vec<String>,
 
     /// Keep buckets and rules in this JSON file, so a restart loses nothing.
     #[arg(long, value_name = "FILE")]
@@ -76,12 +82,36 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         oss_encryption_operator::oss::endpoint::validate_region(region)?;
         buckets.push((name.to_owned(), region.to_owned()));
     }
+    let mut kms_keys = Vec::new();
+    for spec in &args.kms_keys {
+        let (id_region, alias) = spec.split_once('=').unwrap_or((spec, ""));
+        let (id, region) = id_region.split_once('@').unwrap_or((id_region, &args.region));
+        if id.is_empty() || id.contains(['/', ':']) {
+            return Err(
+                format!("--kms-key {spec:?}: the key id must be non-empty, without '/' or ':'").into(),
+            );
+        }
+        if !alias.is_empty() && !alias.starts_with("alias/") {
+            return Err(format!("--kms-key {spec:?}: an alias starts with alias/").into());
+        }
+        oss_encryption_operator::oss::endpoint::validate_region(region)?;
+        let key = KmsKey {
+            region: region.to_owned(),
+            aliases: (!alias.is_empty())
+                .then(|| alias.to_owned())
+                .into_iter()
+                .collect(),
+            ..KmsKey::default()
+        };
+        kms_keys.push((id.to_owned(), key));
+    }
     let emulator = Emulator::start(EmulatorConfig {
         listen: args.listen,
         access_keys,
         buckets,
         default_region: args.region,
         oidc_tokens: args.oidc_tokens,
+        kms_keys,
         persist_path: args.state,
         ..EmulatorConfig::default()
     })

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use serde::Deserialize;
 
-use super::state::{Bucket, Counters, EmulatorState, Faults, StoredRule};
+use super::state::{Bucket, Counters, EmulatorState, Faults, KmsKey, StoredRule};
 
 /// The reserved path prefix.
 pub const PREFIX: &str = "/_emulator";
@@ -70,6 +70,15 @@ pub fn routes(default_region: String) -> Router<Arc<EmulatorState>> {
             put(add_key).delete(remove_key),
         )
         .route(&format!("{PREFIX}/oidc-tokens/{{token}}"), put(accept_token))
+        .route(&format!("{PREFIX}/kms-keys"), get(list_kms_keys))
+        .route(
+            &format!("{PREFIX}/kms-keys/{{id}}"),
+            get(show_kms_key).put(put_kms_key).delete(delete_kms_key),
+        )
+        .route(
+            &format!("{PREFIX}/kms-denied-access-keys/{{key}}"),
+            put(deny_kms).delete(allow_kms),
+        )
         .route(&format!("{PREFIX}/clock-offset"), put(set_clock_offset))
 }
 
@@ -162,6 +171,8 @@ async fn set_faults(
     let rates = [
         faults.internal_error_rate,
         faults.throttle_rate,
+        faults.kms_error_rate,
+        faults.kms_throttle_rate,
         faults.reset_rate,
     ];
     if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
@@ -193,5 +204,53 @@ async fn accept_token(State(state): Shared, Path(token): Path<String>) -> Status
 
 async fn set_clock_offset(State(state): Shared, Json(offset): Json<ClockOffset>) -> StatusCode {
     state.set_clock_offset(jiff::SignedDuration::from_secs(offset.seconds));
+    StatusCode::NO_CONTENT
+}
+
+async fn list_kms_keys(State(state): Shared) -> Json<std::collections::BTreeMap<String, KmsKey>> {
+    Json(state.kms_keys())
+}
+
+async fn show_kms_key(State(state): Shared, Path(id): Path<String>) -> Result<Json<KmsKey>, StatusCode> {
+    state.kms_key(&id).map(Json).ok_or(StatusCode::NOT_FOUND)
+}
+
+/// Creates a key or changes one: fields left out keep their value (a new key starts Enabled,
+/// `Aliyun_AES_256`, `ENCRYPT/DECRYPT`, in cn-hangzhou).
+async fn put_kms_key(
+    State(state): Shared,
+    Path(id): Path<String>,
+    Json(change): Json<serde_json::Value>,
+) -> Result<StatusCode, (StatusCode, String)> {
+    let bad = |e: String| (StatusCode::BAD_REQUEST, e);
+    let current = state.kms_key(&id).unwrap_or_default();
+    let mut merged = serde_json::to_value(current).map_err(|e| bad(e.to_string()))?;
+    let (Some(target), Some(fields)) = (merged.as_object_mut(), change.as_object()) else {
+        return Err(bad("the body must be a JSON object".into()));
+    };
+    for (name, value) in fields {
+        target.insert(name.clone(), value.clone());
+    }
+    let key: KmsKey = serde_json::from_value(merged).map_err(|e| bad(e.to_string()))?;
+    crate::oss::endpoint::validate_region(&key.region).map_err(|e| bad(e.to_string()))?;
+    state.put_kms_key(&id, key);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_kms_key(State(state): Shared, Path(id): Path<String>) -> StatusCode {
+    if state.delete_kms_key(&id) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+async fn deny_kms(State(state): Shared, Path(key): Path<String>) -> StatusCode {
+    state.set_kms_denied(&key, true);
+    StatusCode::NO_CONTENT
+}
+
+async fn allow_kms(State(state): Shared, Path(key): Path<String>) -> StatusCode {
+    state.set_kms_denied(&key, false);
     StatusCode::NO_CONTENT
 }

@@ -1,5 +1,6 @@
 //! The OSS emulator: a small HTTP server that speaks the real wire protocol of the three
-//! bucket-encryption APIs (and STS `AssumeRoleWithOIDC` for RRSA), verifies V1/V4 signatures and
+//! bucket-encryption APIs (with STS `AssumeRoleWithOIDC` for RRSA and KMS `DescribeKey` for the
+//! key pre-flight), verifies V1/V4 signatures and
 //! STS tokens, keeps state (optionally persisted), counts requests and injects faults.
 //!
 //! It is a test and demo tool: tests and benchmarks start it in-process with [`Emulator::start`],
@@ -8,6 +9,7 @@
 mod admin;
 mod api;
 mod auth;
+mod kms;
 mod reply;
 pub mod state;
 mod sts;
@@ -26,7 +28,7 @@ use tokio::task::JoinHandle;
 
 pub use admin::PREFIX as ADMIN_PREFIX;
 pub use auth::MAX_SKEW;
-pub use state::{Bucket, Counters, EmulatorState, Faults, StoredRule};
+pub use state::{Bucket, Counters, EmulatorState, Faults, KmsKey, StoredRule};
 
 use crate::oss::Endpoint;
 
@@ -46,6 +48,8 @@ pub struct EmulatorConfig {
     pub default_region: String,
     /// OIDC tokens STS accepts.
     pub oidc_tokens: Vec<String>,
+    /// KMS keys: (key id, key).
+    pub kms_keys: Vec<(String, KmsKey)>,
     /// Keep buckets and rules in this JSON file (atomic writes) so a restart loses nothing.
     pub persist_path: Option<PathBuf>,
     /// A connection that has not sent a complete request head within this time is closed.
@@ -60,6 +64,7 @@ impl Default for EmulatorConfig {
             buckets: Vec::new(),
             default_region: "cn-hangzhou".to_owned(),
             oidc_tokens: Vec::new(),
+            kms_keys: Vec::new(),
             persist_path: None,
             header_read_timeout: Duration::from_secs(10),
         }
@@ -86,6 +91,9 @@ impl Emulator {
         }
         for token in &config.oidc_tokens {
             state.accept_oidc_token(token);
+        }
+        for (id, key) in &config.kms_keys {
+            state.put_kms_key(id, key.clone());
         }
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -183,7 +191,7 @@ fn router(state: Arc<EmulatorState>, default_region: String) -> Router {
         .with_state(state)
 }
 
-/// Everything that is not admin: STS (`?Action=`) or the OSS API.
+/// Everything that is not admin: KMS (`x-acs-action`), STS (`?Action=`) or the OSS API.
 async fn serve_oss(State(state): State<Arc<EmulatorState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -203,6 +211,17 @@ async fn serve_oss(State(state): State<Arc<EmulatorState>>, request: Request) ->
         }
     };
     let raw_query = parts.uri.query().unwrap_or("");
+    if kms::is_kms(&parts.headers, raw_query) {
+        return kms::handle(
+            state,
+            &parts.method,
+            parts.uri.path(),
+            raw_query,
+            &parts.headers,
+            &body,
+        )
+        .await;
+    }
     if sts::is_sts(raw_query) {
         return sts::handle(state, raw_query, body).await;
     }

@@ -71,6 +71,40 @@ pub struct Faults {
     pub qps_limit: Option<u32>,
     /// Probability that the connection is cut before an answer.
     pub reset_rate: f64,
+    /// Probability of KMS `503 ServiceUnavailableTemporary`.
+    pub kms_error_rate: f64,
+    /// Probability of KMS `400 Throttling`.
+    pub kms_throttle_rate: f64,
+}
+
+/// A KMS key as the emulator keeps it (the fields DescribeKey reports).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KmsKey {
+    pub region: String,
+    /// `Enabled`, `Disabled`, `PendingDeletion`, `PendingImport`.
+    pub state: String,
+    /// `Aliyun_AES_256`, `Aliyun_SM4`, `RSA_2048`, …
+    pub spec: String,
+    /// `ENCRYPT/DECRYPT` or `SIGN/VERIFY`.
+    pub usage: String,
+    /// Names such as `alias/my-key`.
+    pub aliases: Vec<String>,
+    /// The account uid in the ARN.
+    pub account: String,
+}
+
+impl Default for KmsKey {
+    fn default() -> Self {
+        Self {
+            region: "cn-hangzhou".into(),
+            state: "Enabled".into(),
+            spec: "Aliyun_AES_256".into(),
+            usage: "ENCRYPT/DECRYPT".into(),
+            aliases: Vec::new(),
+            account: "1540355698840000".into(),
+        }
+    }
 }
 
 /// An STS session the emulator issued.
@@ -101,6 +135,8 @@ struct Inner {
     faults: Faults,
     clock_offset: SignedDuration,
     sts_duration_override: Option<Duration>,
+    kms_keys: BTreeMap<String, KmsKey>,
+    kms_denied_access_keys: HashSet<String>,
     request_seq: u64,
     in_flight: usize,
     peak_in_flight: usize,
@@ -397,6 +433,56 @@ impl EmulatorState {
 
     pub fn add_sts_session(&self, access_key_id: String, session: StsSession) {
         self.lock().sts_sessions.insert(access_key_id, session);
+    }
+}
+
+impl EmulatorState {
+    /// Creates or replaces a KMS key.
+    pub fn put_kms_key(&self, id: &str, key: KmsKey) {
+        self.lock().kms_keys.insert(id.to_owned(), key);
+    }
+
+    pub fn kms_key(&self, id: &str) -> Option<KmsKey> {
+        self.lock().kms_keys.get(id).cloned()
+    }
+
+    pub fn kms_keys(&self) -> BTreeMap<String, KmsKey> {
+        self.lock().kms_keys.clone()
+    }
+
+    pub fn delete_kms_key(&self, id: &str) -> bool {
+        self.lock().kms_keys.remove(id).is_some()
+    }
+
+    /// Finds a key by id, `alias/…` or ARN (`acs:kms:<region>:<account>:key/<id>`).
+    pub fn find_kms_key(&self, key_id: &str) -> Option<(String, KmsKey)> {
+        let inner = self.lock();
+        let id = key_id
+            .strip_prefix("acs:kms:")
+            .and_then(|arn| arn.split_once(":key/"))
+            .map_or(key_id, |(_, id)| id);
+        if let Some(key) = inner.kms_keys.get(id) {
+            return Some((id.to_owned(), key.clone()));
+        }
+        inner
+            .kms_keys
+            .iter()
+            .find(|(_, key)| key.aliases.iter().any(|a| a == key_id))
+            .map(|(id, key)| (id.clone(), key.clone()))
+    }
+
+    /// Makes KMS answer 403 `Forbidden.NoPermission` to an access key (or lifts that).
+    pub fn set_kms_denied(&self, access_key_id: &str, denied: bool) {
+        let mut inner = self.lock();
+        if denied {
+            inner.kms_denied_access_keys.insert(access_key_id.to_owned());
+        } else {
+            inner.kms_denied_access_keys.remove(access_key_id);
+        }
+    }
+
+    pub fn kms_denied(&self, access_key_id: &str) -> bool {
+        self.lock().kms_denied_access_keys.contains(access_key_id)
     }
 }
 
