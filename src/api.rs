@@ -21,6 +21,11 @@ pub const MIN_RESYNC: Duration = Duration::from_secs(30);
 /// The longest resync interval accepted.
 pub const MAX_RESYNC: Duration = Duration::from_secs(24 * 3600);
 
+/// The CEL transition rule that refuses an edit weakening `algorithm` without `allowDowngrade`.
+pub const DOWNGRADE_RULE: &str = "(has(self.allowDowngrade) && self.allowDowngrade) || \
+     {'None': 0, 'AES256': 1, 'SM4': 1, 'KMS': 2}[self.algorithm] >= \
+     {'None': 0, 'AES256': 1, 'SM4': 1, 'KMS': 2}[oldSelf.algorithm]";
+
 /// Desired default encryption of one Alibaba Cloud OSS bucket.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -50,6 +55,9 @@ pub const MAX_RESYNC: Duration = Duration::from_secs(24 * 3600);
 #[x_kube(validation = kube::core::Rule::new(
     "self.algorithm == 'KMS' || !has(self.kmsDataEncryption)"
 ).message("kmsDataEncryption is only allowed with algorithm KMS"))]
+#[x_kube(validation = kube::core::Rule::new(DOWNGRADE_RULE).message(
+    "algorithm cannot be weakened (None < AES256 = SM4 < KMS) unless the same edit sets allowDowngrade: true"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct BucketEncryptionSpec {
     /// Name of the OSS bucket (3-63 characters of lowercase letters, digits and '-', starting and
@@ -113,6 +121,12 @@ pub struct BucketEncryptionSpec {
     /// Request signature version: V4 (OSS4-HMAC-SHA256, default) or V1.
     #[serde(default)]
     pub signature_version: SignatureVersionSpec,
+
+    /// Must be true for the operator to remove or weaken the bucket's rule (None < AES256 = SM4 <
+    /// KMS), whether the bucket is adopted, corrected after drift or the spec is edited; without
+    /// it such a write is refused with Ready=False/DowngradeBlocked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_downgrade: bool,
 }
 
 /// The default encryption algorithm.
@@ -276,6 +290,8 @@ pub struct DesiredState {
     pub signature_version: SignatureVersion,
     /// Explicit resync interval, if set.
     pub resync_interval: Option<Duration>,
+    /// `spec.allowDowngrade`.
+    pub allow_downgrade: bool,
 }
 
 /// Why a spec is invalid (each message names the field).
@@ -366,6 +382,7 @@ impl BucketEncryptionSpec {
                     SignatureVersionSpec::V1 => SignatureVersion::V1,
                 },
                 resync_interval,
+                allow_downgrade: self.allow_downgrade,
             }),
             _ => Err(InvalidSpec(problems)),
         }

@@ -137,6 +137,62 @@ async fn bucket_and_region_are_immutable() {
 }
 
 #[tokio::test]
+async fn weakening_the_algorithm_needs_allow_downgrade_in_the_same_edit() {
+    let (_server, api) = server().await;
+    let edit = |spec: Value| {
+        let api = api.clone();
+        async move {
+            api.patch(
+                "guarded",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": spec })),
+            )
+            .await
+        }
+    };
+    // Creating any rule is fine: transition rules run on updates only.
+    api.create(
+        &PostParams::default(),
+        &object("guarded", json!({"algorithm": "KMS"})),
+    )
+    .await
+    .unwrap();
+    for weaker in [
+        json!({"algorithm": "AES256"}),
+        json!({"algorithm": "SM4"}),
+        json!({"algorithm": "None"}),
+    ] {
+        let error = edit(weaker.clone()).await.unwrap_err();
+        let causes = causes(&error);
+        assert_eq!(causes.len(), 1, "{weaker}: {causes:?}");
+        assert_eq!(causes[0].0, "spec", "{weaker}");
+        assert!(
+            causes[0].1.contains("algorithm cannot be weakened")
+                && causes[0].1.contains("allowDowngrade: true"),
+            "{weaker}: {causes:?}"
+        );
+    }
+    // Lateral moves within KMS are no downgrade.
+    edit(json!({"kmsMasterKeyId": "key-2", "kmsDataEncryption": "SM4"}))
+        .await
+        .unwrap();
+    // The same edit sets allowDowngrade: accepted.
+    edit(json!({"algorithm": "SM4", "kmsMasterKeyId": null, "kmsDataEncryption": null, "allowDowngrade": true}))
+        .await
+        .unwrap();
+    edit(json!({"allowDowngrade": false})).await.unwrap();
+    // AES256 <-> SM4 is lateral, upwards is always fine, down again is refused.
+    edit(json!({"algorithm": "AES256"})).await.unwrap();
+    edit(json!({"algorithm": "KMS"})).await.unwrap();
+    assert!(edit(json!({"algorithm": "None"})).await.is_err());
+    let stored = api.get("guarded").await.unwrap();
+    assert_eq!(
+        stored.data["spec"]["algorithm"], "KMS",
+        "a refused edit changes nothing"
+    );
+}
+
+#[tokio::test]
 async fn key_id_and_data_encryption_only_with_kms() {
     let (_server, api) = server().await;
     assert_eq!(

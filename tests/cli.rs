@@ -140,6 +140,8 @@ async fn apply_is_idempotent_and_uses_secrets_from_the_manifests() {
         default_credentials: None,
         endpoint_override: None,
         ignore_secrets: false,
+        key_checker: None,
+        allow_downgrade: false,
     };
     let first = cli::run(Mode::Apply, &manifests, &engine).await;
     assert_eq!((first.changes, first.errors), (1, 0), "{first:?}");

@@ -68,7 +68,13 @@ async fn every_algorithm_and_none() {
         json!({"algorithm": "SM4", "signatureVersion": "V1"}),
     )
     .await;
-    h.create("e", "none-bucket", json!({"algorithm": "None"})).await;
+    // Removing AES256 is a downgrade: allowed explicitly (the guard has its own tests).
+    h.create(
+        "e",
+        "none-bucket",
+        json!({"algorithm": "None", "allowDowngrade": true}),
+    )
+    .await;
     for name in ["a", "b", "c", "d", "e"] {
         h.wait_ready(name, "True", "InSync").await;
     }

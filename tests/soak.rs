@@ -29,7 +29,8 @@ fn spec(i: usize) -> serde_json::Value {
     match i % 4 {
         0 => json!({"algorithm": "AES256", "deletionPolicy": "Delete"}),
         1 => json!({"algorithm": "KMS", "kmsMasterKeyId": format!("cmk-{i}")}),
-        2 => json!({"algorithm": "None"}),
+        // Its bucket starts with AES256: removing that is a downgrade, allowed explicitly.
+        2 => json!({"algorithm": "None", "allowDowngrade": true}),
         _ => json!({"algorithm": "AES256", "managementPolicy": "Observe"}),
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use oss_encryption_operator::api::{BucketEncryption, ManagementPolicy};
 use oss_encryption_operator::oss::{DataEncryption, EncryptionRule, SseAlgorithm};
-use oss_encryption_operator::reconcile::plan::plan;
+use oss_encryption_operator::reconcile::plan::{Downgrades, plan};
 use oss_encryption_operator::reconcile::schedule::{MAX_REQUEUE, jittered, resync_interval};
 use serde_json::{Value, json};
 
@@ -93,7 +93,8 @@ fn run_one(rng: &mut fastrand::Rng, spec: Value) -> Option<Result<Option<Duratio
         Err(invalid) => return Some(Err(invalid.to_string())),
     };
     let policy = resource.spec.management_policy;
-    let decision = plan(desired.rule.as_ref(), observed(rng).as_ref(), policy);
+    let downgrades = Downgrades::allowed(desired.allow_downgrade);
+    let decision = plan(desired.rule.as_ref(), observed(rng).as_ref(), policy, downgrades);
     if policy == ManagementPolicy::Observe {
         assert_eq!(
             decision.action,

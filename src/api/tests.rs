@@ -13,7 +13,32 @@ fn spec(algorithm: Algorithm) -> BucketEncryptionSpec {
         management_policy: ManagementPolicy::Manage,
         resync_interval: None,
         signature_version: SignatureVersionSpec::V4,
+        allow_downgrade: false,
     }
+}
+
+/// The downgrade transition rule sits on the spec (it compares algorithm with allowDowngrade),
+/// names oldSelf (so the API server runs it on updates only), and ranks every algorithm.
+#[test]
+fn the_crd_carries_the_downgrade_transition_rule() {
+    let crd = serde_json::to_value(BucketEncryption::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let rules = spec["x-kubernetes-validations"].as_array().unwrap();
+    let rule = rules
+        .iter()
+        .find(|r| r["rule"] == DOWNGRADE_RULE)
+        .expect("the downgrade rule is on the spec");
+    assert!(rule["message"].as_str().unwrap().contains("allowDowngrade: true"));
+    assert!(DOWNGRADE_RULE.contains("oldSelf.algorithm"), "a transition rule");
+    for (algorithm, rank) in [("None", 0), ("AES256", 1), ("SM4", 1), ("KMS", 2)] {
+        let entry = format!("'{algorithm}': {rank}");
+        assert_eq!(
+            DOWNGRADE_RULE.matches(&entry).count(),
+            2,
+            "{entry} in both rankings"
+        );
+    }
+    assert_eq!(spec["properties"]["allowDowngrade"]["type"], "boolean");
 }
 
 #[test]

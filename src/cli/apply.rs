@@ -9,10 +9,12 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::api::{BucketEncryption, ManagementPolicy};
+use crate::kms::{KeyChecker, Verdict};
 pub use crate::manifest::Manifests;
 use crate::oss::{BucketTarget, Credentials, CredentialsProvider, Endpoint, OssClient};
 use crate::reconcile::ownership::{Claim, owner_of};
-use crate::reconcile::plan::{self, Action};
+use crate::reconcile::plan::{self, Action, Downgrades};
+use crate::reconcile::preflight;
 
 /// Plan only reads; apply also writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +33,10 @@ pub struct Engine {
     pub endpoint_override: Option<Endpoint>,
     /// Ignore the manifests' Secrets and use `default_credentials` for everything (`--emulator`).
     pub ignore_secrets: bool,
+    /// The KMS key pre-flight; `None` with `--kms-preflight=false`.
+    pub key_checker: Option<KeyChecker>,
+    /// `--allow-downgrade`: as if every manifest set `allowDowngrade: true`.
+    pub allow_downgrade: bool,
 }
 
 /// One resource's outcome.
@@ -46,13 +52,35 @@ pub struct Row {
     pub current: String,
     /// The rule the manifest wants.
     pub desired: String,
-    /// none, put, delete, report-only (Observe), or error.
+    /// none, put, delete, report-only (Observe), `blocked (downgrade)`, `blocked (key)`, or error.
     pub action: String,
+    /// The KMS key pre-flight: `-` (no CMK to check, or switched off), `usable`, `not usable`,
+    /// `check failed`.
+    pub key_check: String,
     /// What happened (or would happen).
     pub result: String,
     /// The last OSS request id for this resource.
     pub request_id: String,
 }
+
+impl Row {
+    /// A put or delete planned (plan) or made (apply).
+    pub fn is_change(&self) -> bool {
+        self.action == "put" || self.action == "delete"
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.action == "error"
+    }
+
+    /// Held back by a safety net: a downgrade without permission, or a key OSS cannot use
+    /// (including an in-sync bucket whose key went bad: its uploads will fail).
+    pub fn is_blocked(&self) -> bool {
+        self.action.starts_with("blocked") || self.key_check == NOT_USABLE
+    }
+}
+
+const NOT_USABLE: &str = "not usable";
 
 /// All rows and their totals.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -61,6 +89,8 @@ pub struct Report {
     /// Puts and deletes planned (plan) or made (apply); Observe-mode drift is reported, not counted.
     pub changes: usize,
     pub errors: usize,
+    /// Rows held back by the downgrade guard or the key pre-flight (they fail the run).
+    pub blocked: usize,
 }
 
 pub(super) fn name_of(resource: &BucketEncryption) -> String {
@@ -90,8 +120,9 @@ pub async fn run_streaming(
     let mut report = Report::default();
     // Records a row and tells the caller; `true` when the caller wants the run to stop.
     let mut emit = |report: &mut Report, row: Row| -> bool {
-        report.changes += usize::from(row.action == "put" || row.action == "delete");
-        report.errors += usize::from(row.action == "error");
+        report.changes += usize::from(row.is_change());
+        report.errors += usize::from(row.is_error());
+        report.blocked += usize::from(row.is_blocked());
         let stop = on_row(&row).is_break();
         report.rows.push(row);
         stop
@@ -104,6 +135,7 @@ pub async fn run_streaming(
             current: "-".into(),
             desired: "-".into(),
             action: "error".into(),
+            key_check: "-".into(),
             result: error.message.clone(),
             request_id: String::new(),
         };
@@ -124,6 +156,7 @@ pub async fn run_streaming(
                 current: "-".into(),
                 desired: "-".into(),
                 action: "error".into(),
+                key_check: "-".into(),
                 result: String::new(),
                 request_id: String::new(),
             };
@@ -230,14 +263,35 @@ async fn one(
         .map_err(|e| e.to_string())?;
     row.current = crate::oss::describe_rule(observed.value.as_ref());
     row.request_id = observed.request_id.clone();
+    let downgrades = Downgrades::allowed(resource.spec.allow_downgrade || engine.allow_downgrade);
     let decision = plan::plan(
         desired.rule.as_ref(),
         observed.value.as_ref(),
         resource.spec.management_policy,
+        downgrades,
     );
+    let key = preflight::key_to_check(&decision.action, observed.value.as_ref());
+    let verdict = match (&engine.key_checker, key) {
+        (Some(checker), Some(key)) => Some(checker.check(&desired.region, key, &credentials).await),
+        _ => None,
+    };
+    row.key_check = match &verdict {
+        None => "-",
+        Some(Verdict::Usable { .. }) => "usable",
+        Some(Verdict::NotUsable { .. }) => NOT_USABLE,
+        Some(Verdict::CheckFailed(_)) => "check failed",
+    }
+    .into();
+    if let Some(verdict @ Verdict::CheckFailed(_)) = &verdict {
+        return Err(format!("{}; nothing written", verdict.describe()));
+    }
+    let bad_key = verdict.filter(|v| !v.is_usable()).map(|v| v.describe());
     let Some(drift) = decision.drift else {
         row.action = "none".into();
-        row.result = "no change".into();
+        row.result = match bad_key {
+            Some(problem) => format!("in sync, but {problem}"),
+            None => "no change".into(),
+        };
         return Ok(());
     };
     match (&decision.action, mode) {
@@ -245,6 +299,20 @@ async fn one(
             debug_assert_eq!(resource.spec.management_policy, ManagementPolicy::Observe);
             row.action = "report-only".into();
             row.result = format!("{drift} (Observe: not changed)");
+            if let Some(problem) = bad_key {
+                row.result.push_str(&format!("; {problem}"));
+            }
+        }
+        (Action::Blocked, _) => {
+            row.action = "blocked (downgrade)".into();
+            row.result = format!(
+                "{drift}: that weakens the bucket's encryption (None < AES256 = SM4 < KMS); not written \
+                 (set allowDowngrade: true or pass --allow-downgrade)"
+            );
+        }
+        (Action::Put(_), _) if bad_key.is_some() => {
+            row.action = "blocked (key)".into();
+            row.result = format!("{}; not written", bad_key.unwrap_or_default());
         }
         (Action::Put(_), Mode::Plan) => {
             row.action = "put".into();
@@ -304,11 +372,13 @@ fn credentials(
     })
 }
 
-/// `--emulator`: an in-process OSS emulator holding every bucket the manifests name (empty), a
-/// fresh access key, and an engine pointed at it (its address allowed, Secrets ignored).
+/// `--emulator`: an in-process OSS emulator holding every bucket the manifests name (empty) and
+/// every KMS key they name (Enabled, in the bucket's region), a fresh access key, and an engine
+/// pointed at it (its address allowed, Secrets ignored; KMS calls go to it too).
 pub async fn emulated(
     manifests: &Manifests,
     mut config: crate::oss::ClientConfig,
+    kms: &crate::cli::args::KmsArgs,
 ) -> Result<(crate::emulator::Emulator, Engine), Box<dyn std::error::Error>> {
     let access_key_id = format!("LTAI5tEmulator{:08x}", fastrand::u32(..));
     let secret = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
@@ -324,15 +394,59 @@ pub async fn emulated(
     let emulator = crate::emulator::Emulator::start(crate::emulator::EmulatorConfig {
         access_keys: vec![(access_key_id.clone(), secret.clone())],
         buckets,
+        kms_keys: emulated_keys(manifests),
         ..crate::emulator::EmulatorConfig::default()
     })
     .await?;
     config.allow_list.allow(emulator.endpoint().authority());
+    let kms = crate::cli::args::KmsArgs {
+        kms_endpoint: Some(emulator.url()),
+        ..kms.clone()
+    };
     let engine = Engine {
+        key_checker: kms.checker(config.allow_list.clone())?,
         client: OssClient::new(config)?,
         default_credentials: Some(Credentials::new(access_key_id, secret).into()),
         endpoint_override: Some(emulator.endpoint()),
         ignore_secrets: true,
+        allow_downgrade: false,
     };
     Ok((emulator, engine))
+}
+
+/// A usable key for every CMK the manifests name: by id, or an id made up for an alias; in the
+/// region of the bucket that names it (an ARN's own region wins).
+fn emulated_keys(manifests: &Manifests) -> Vec<(String, crate::emulator::KmsKey)> {
+    let mut keys: Vec<(String, crate::emulator::KmsKey)> = Vec::new();
+    for (_, resource) in &manifests.resources {
+        let Some(name) = resource.spec.kms_master_key_id.as_deref().map(str::trim) else {
+            continue;
+        };
+        if name.is_empty() {
+            continue;
+        }
+        let mut key = crate::emulator::KmsKey {
+            region: resource.spec.region.clone(),
+            ..crate::emulator::KmsKey::default()
+        };
+        let id = if let Some(arn) = name.strip_prefix("acs:kms:") {
+            let mut parts = arn.splitn(3, ':');
+            key.region = parts.next().unwrap_or_default().to_owned();
+            key.account = parts.next().unwrap_or_default().to_owned();
+            let rest = parts.next().unwrap_or_default();
+            rest.strip_prefix("key/").unwrap_or(rest).to_owned()
+        } else if name.starts_with("alias/") {
+            key.aliases.push(name.to_owned());
+            format!("key-emulated-{}", keys.len() + 1)
+        } else {
+            name.to_owned()
+        };
+        if !keys
+            .iter()
+            .any(|(existing, k)| *existing == id || k.aliases.iter().any(|a| a == name))
+        {
+            keys.push((id, key));
+        }
+    }
+    keys
 }

@@ -85,6 +85,70 @@ pub struct ManifestArgs {
 
     #[command(flatten)]
     pub rate: OssRateArgs,
+
+    #[command(flatten)]
+    pub kms: KmsArgs,
+
+    /// Write rules weaker than the bucket's current one (None < AES256 = SM4 < KMS) even where
+    /// the manifest does not set allowDowngrade: true. Without it such rows are blocked.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+}
+
+/// The KMS key pre-flight (`run`, `plan` and `apply` alike).
+#[derive(Args, Debug, Clone)]
+pub struct KmsArgs {
+    /// Before writing a rule with a CMK id, and on every resync of a bucket whose rule names one,
+    /// ask KMS DescribeKey whether OSS can use the key (exists, Enabled, symmetric
+    /// ENCRYPT/DECRYPT, the bucket's region). Needs the RAM permission kms:DescribeKey; a check
+    /// that cannot run reports KeyCheckFailed and writes nothing. false switches it off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub kms_preflight: bool,
+
+    /// Send KMS calls here instead of https://kms.<region>.aliyuncs.com (host or URL; must pass
+    /// the endpoint allow-list).
+    #[arg(long, value_name = "ENDPOINT")]
+    pub kms_endpoint: Option<String>,
+
+    /// public: kms.<region>.aliyuncs.com; vpc: kms-vpc.<region>.aliyuncs.com.
+    #[arg(long, value_enum, default_value = "public")]
+    pub kms_network: crate::kms::Network,
+
+    /// How long a DescribeKey answer is reused for every bucket naming the same key.
+    #[arg(long, default_value = "1m", value_parser = parse_timeout)]
+    pub kms_cache_ttl: Duration,
+
+    /// The most KMS requests per second (a ceiling; adaptive below it when KMS throttles).
+    #[arg(long, default_value_t = 50.0, value_parser = parse_qps)]
+    pub kms_qps: f64,
+}
+
+impl KmsArgs {
+    /// The key checker these flags ask for (`None` with --kms-preflight=false), sending
+    /// credentials only where `allow_list` allows.
+    pub fn checker(
+        &self,
+        allow_list: crate::oss::AllowList,
+    ) -> Result<Option<crate::kms::KeyChecker>, Box<dyn std::error::Error>> {
+        if !self.kms_preflight {
+            return Ok(None);
+        }
+        let endpoint = match &self.kms_endpoint {
+            Some(text) => {
+                Some(crate::oss::Endpoint::parse(text).map_err(|e| format!("--kms-endpoint: {e}"))?)
+            }
+            None => None,
+        };
+        let config = crate::kms::KmsConfig {
+            qps: self.kms_qps,
+            network: self.kms_network,
+            endpoint,
+            allow_list,
+            ..crate::kms::KmsConfig::default()
+        };
+        let client = crate::kms::KmsClient::new(config)?;
+        Ok(Some(crate::kms::KeyChecker::new(client, self.kms_cache_ttl)))
+    }
 }
 
 /// How fast the OSS client may go (`run`, `plan` and `apply` alike).
@@ -157,6 +221,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub rate: OssRateArgs,
+
+    #[command(flatten)]
+    pub kms: KmsArgs,
 
     /// Where credentials may be sent: `.suffix` entries match by suffix, others exactly
     /// (host or host:port). Comma-separated or repeated.

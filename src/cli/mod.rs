@@ -51,8 +51,8 @@ async fn stream(
     let (mut done, mut changes, mut errors) = (0, 0, 0);
     let report = apply::run_streaming(mode, manifests, engine, usize::from(args.concurrency), |row| {
         done += 1;
-        changes += usize::from(row.action == "put" || row.action == "delete");
-        errors += usize::from(row.action == "error");
+        changes += usize::from(row.is_change());
+        errors += usize::from(row.is_error() || row.is_blocked());
         if progress {
             eprint!(
                 "\r\x1b[K{done}/{total} done, {changes} change(s), {errors} error(s), {:.0} OSS requests/s allowed",
@@ -89,7 +89,7 @@ fn credentials_file(path: &std::path::Path) -> Result<Credentials, String> {
         .map_err(|missing| format!("{}: {missing}", path.display()))
 }
 
-/// `plan` and `apply`: exit code 0, 1 (errors) or, with `--detailed-exitcode`, 2 (changes pending).
+/// `plan` and `apply`: exit code 0, 1 (errors, or rows blocked by a safety net) or, with `--detailed-exitcode`, 2 (changes pending).
 pub async fn manifests_command(
     mode: Mode,
     args: ManifestArgs,
@@ -104,10 +104,11 @@ pub async fn manifests_command(
         ..ClientConfig::default()
     };
     args.rate.apply_to(&mut config);
-    let (emulator, engine) = if args.emulator {
-        let (emulator, engine) = apply::emulated(&manifests, config).await?;
+    let (emulator, mut engine) = if args.emulator {
+        let (emulator, engine) = apply::emulated(&manifests, config, &args.kms).await?;
         (Some(emulator), engine)
     } else {
+        let key_checker = args.kms.checker(config.allow_list.clone())?;
         let client = OssClient::new(config)?;
         let default_credentials = match &args.credentials_file {
             Some(path) => Some(credentials_file(path)?.into()),
@@ -125,16 +126,21 @@ pub async fn manifests_command(
                 default_credentials,
                 endpoint_override,
                 ignore_secrets: false,
+                key_checker,
+                allow_downgrade: false,
             },
         )
     };
+    engine.allow_downgrade = args.allow_downgrade;
     let report = stream(mode, &manifests, &engine, &args, emulator.as_ref()).await;
     if let Some(emulator) = emulator {
         emulator.stop().await;
     }
-    Ok(match (report.errors, report.changes, detailed_exitcode) {
-        (errors, _, _) if errors > 0 => 1,
-        (_, changes, true) if changes > 0 => 2,
-        _ => 0,
-    })
+    Ok(
+        match (report.errors + report.blocked, report.changes, detailed_exitcode) {
+            (failures, _, _) if failures > 0 => 1,
+            (_, changes, true) if changes > 0 => 2,
+            _ => 0,
+        },
+    )
 }

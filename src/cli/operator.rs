@@ -12,8 +12,10 @@ use crate::telemetry::{self, Metrics};
 pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let client = kube::Client::try_default().await?;
     let metrics = std::sync::Arc::new(Metrics::new());
+    let allow_list = AllowList::new(&args.allowed_endpoint_suffixes);
+    let key_checker = args.kms.checker(allow_list.clone())?;
     let mut config = ClientConfig {
-        allow_list: AllowList::new(&args.allowed_endpoint_suffixes),
+        allow_list,
         observer: Some(metrics.oss_observer()),
         ..ClientConfig::default()
     };
@@ -41,6 +43,7 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         concurrency: args.concurrency,
         instance: args.instance,
         deletion_timeout: args.deletion_timeout,
+        key_checker,
     };
     tracing::info!(?settings, "starting the controller");
     // One shutdown signal for the HTTP server, the election and the controller.

@@ -3,12 +3,13 @@
 
 use super::apply::{Manifests, Mode, Report, Row};
 
-const HEADERS: [&str; 7] = [
+const HEADERS: [&str; 8] = [
     "RESOURCE",
     "BUCKET",
     "CURRENT",
     "DESIRED",
     "ACTION",
+    "KMS KEY",
     "REQUEST ID",
     "RESULT",
 ];
@@ -18,7 +19,7 @@ const HEADERS: [&str; 7] = [
 /// pushes other columns about.
 #[derive(Clone, Debug)]
 pub struct TableWriter {
-    widths: [usize; 6],
+    widths: [usize; 7],
 }
 
 impl TableWriter {
@@ -52,22 +53,23 @@ impl TableWriter {
     }
 
     fn for_rows(rows: &[Row]) -> Self {
-        let mut widths = [0; 6];
-        for (i, header) in HEADERS.iter().take(6).enumerate() {
+        let mut widths = [0; 7];
+        for (i, header) in HEADERS.iter().take(7).enumerate() {
             widths[i] = header.len();
         }
         widths[2] = widths[2].max("None".len());
         widths[4] = widths[4].max("report-only".len());
-        widths[5] = widths[5].max(24); // x-oss-request-id
+        widths[5] = widths[5].max("check failed".len());
+        widths[6] = widths[6].max(24); // x-oss-request-id
         for row in rows {
-            for (i, cell) in cells(row).iter().take(6).enumerate() {
+            for (i, cell) in cells(row).iter().take(7).enumerate() {
                 widths[i] = widths[i].max(cell.chars().count());
             }
         }
         Self { widths }
     }
 
-    fn line(&self, cells: &[String; 7]) -> String {
+    fn line(&self, cells: &[String; 8]) -> String {
         let mut text = String::new();
         for (i, cell) in cells.iter().enumerate() {
             match self.widths.get(i) {
@@ -95,12 +97,13 @@ fn blank() -> Row {
         current: "-".into(),
         desired: "-".into(),
         action: "error".into(),
+        key_check: "-".into(),
         result: String::new(),
         request_id: String::new(),
     }
 }
 
-fn cells(r: &Row) -> [String; 7] {
+fn cells(r: &Row) -> [String; 8] {
     let resource = if r.resource == "-" {
         r.source.clone()
     } else {
@@ -118,6 +121,7 @@ fn cells(r: &Row) -> [String; 7] {
         r.current.clone(),
         r.desired.clone(),
         r.action.clone(),
+        r.key_check.clone(),
         r.request_id.clone(),
         one_line(&result),
     ]
@@ -129,8 +133,12 @@ pub fn summary(report: &Report, mode: Mode) -> String {
         Mode::Plan => "to change",
         Mode::Apply => "changed",
     };
+    let blocked = match report.blocked {
+        0 => String::new(),
+        n => format!(", {n} blocked"),
+    };
     format!(
-        "\n{} resource(s): {} {verb}, {} error(s)\n",
+        "\n{} resource(s): {} {verb}, {} error(s){blocked}\n",
         report.rows.len(),
         report.changes,
         report.errors
@@ -165,6 +173,7 @@ mod tests {
             current: "None".into(),
             desired: "AES256".into(),
             action: "put".into(),
+            key_check: "-".into(),
             result: result.into(),
             request_id: "5C3D9175B6FC201293AD0000".into(),
         }
@@ -176,6 +185,7 @@ mod tests {
             rows: vec![row("platform/audit-logs", "would put")],
             changes: 1,
             errors: 0,
+            blocked: 0,
         };
         let text = table(&report, Mode::Plan);
         let lines: Vec<&str> = text.lines().collect();
@@ -195,6 +205,7 @@ mod tests {
                 rows: vec![failed],
                 changes: 0,
                 errors: 1,
+                blocked: 0,
             },
             Mode::Apply,
         );

@@ -28,7 +28,9 @@ pub use credentials::{Credentials, CredentialsError, CredentialsProvider};
 pub use endpoint::{AllowList, Endpoint, EndpointError, EndpointKind};
 pub use error::{Classification, Operation, OssError, OssErrorKind, ServiceError};
 pub use limiter::{AdaptiveRate, RateLimiter, RateMode};
-pub use rule::{DataEncryption, EncryptionRule, RuleError, SseAlgorithm, describe_rule};
+pub use rule::{
+    DataEncryption, EncryptionRule, RuleError, SseAlgorithm, Strength, describe_rule, is_downgrade, strength,
+};
 pub use sign::SignatureVersion;
 
 /// One bucket as the client addresses it.

@@ -153,9 +153,65 @@ pub fn describe_rule(rule: Option<&EncryptionRule>) -> String {
     rule.map_or_else(|| "None".to_owned(), ToString::to_string)
 }
 
+/// How strongly a rule protects new objects: `None` < `AES256` = `SM4` < `KMS` (a key id or data
+/// encryption change within KMS, and AES256 <-> SM4, are lateral).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Strength {
+    Unencrypted,
+    ServiceManaged,
+    KeyManaged,
+}
+
+/// The strength of a rule (`None` = no rule).
+pub fn strength(rule: Option<&EncryptionRule>) -> Strength {
+    match rule.map(|r| r.algorithm) {
+        None => Strength::Unencrypted,
+        Some(SseAlgorithm::Aes256 | SseAlgorithm::Sm4) => Strength::ServiceManaged,
+        Some(SseAlgorithm::Kms) => Strength::KeyManaged,
+    }
+}
+
+/// Whether replacing `current` with `next` weakens the bucket's protection.
+pub fn is_downgrade(current: Option<&EncryptionRule>, next: Option<&EncryptionRule>) -> bool {
+    strength(next) < strength(current)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every pair of rules OSS can hold (and no rule), against a hand-written table: rows are
+    /// the current rule, columns the next (none, AES256, SM4, KMS, KMS+SM4, KMS k1, KMS k1+SM4);
+    /// `v` marks a downgrade.
+    #[test]
+    fn strength_order_over_every_pair() {
+        let rules = [
+            None,
+            Some(EncryptionRule::new(SseAlgorithm::Aes256)),
+            Some(EncryptionRule::new(SseAlgorithm::Sm4)),
+            Some(EncryptionRule::kms(None, None)),
+            Some(EncryptionRule::kms(None, Some(DataEncryption::Sm4))),
+            Some(EncryptionRule::kms(Some("k1"), None)),
+            Some(EncryptionRule::kms(Some("k1"), Some(DataEncryption::Sm4))),
+        ];
+        let table = [
+            ".......", // from no rule: nothing is weaker
+            "v......", // from AES256: only removing it
+            "v......", // from SM4
+            "vvv....", // from KMS: removing it, or AES256/SM4
+            "vvv....", "vvv....", "vvv....",
+        ];
+        for (row, current) in rules.iter().enumerate() {
+            for (column, next) in rules.iter().enumerate() {
+                let expected = table[row].as_bytes()[column] == b'v';
+                assert_eq!(
+                    is_downgrade(current.as_ref(), next.as_ref()),
+                    expected,
+                    "{current:?} -> {next:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn no_rule_reads_as_none() {

@@ -11,6 +11,7 @@ use kube::runtime::reflector::Store;
 use tokio::sync::Semaphore;
 
 use crate::api::BucketEncryption;
+use crate::kms::KeyChecker;
 use crate::oss::{CredentialsProvider, OssClient};
 use crate::telemetry::Metrics;
 
@@ -35,6 +36,8 @@ pub struct Settings {
     /// How long deletion keeps retrying a rule removal that fails transiently before it
     /// retains the rule and releases the finalizer.
     pub deletion_timeout: Duration,
+    /// The KMS key pre-flight; `None` when switched off (`--kms-preflight=false`).
+    pub key_checker: Option<KeyChecker>,
 }
 
 impl Default for Settings {
@@ -46,6 +49,7 @@ impl Default for Settings {
             concurrency: 8,
             instance: FIELD_MANAGER.into(),
             deletion_timeout: Duration::from_secs(300),
+            key_checker: None,
         }
     }
 }

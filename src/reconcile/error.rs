@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::status::Reason;
+use crate::kms::KmsError;
 use crate::oss::{Classification, CredentialsError, EndpointError, OssError, OssErrorKind};
 
 /// Why a reconcile failed; each variant is one step's failure.
@@ -24,6 +25,12 @@ pub enum Error {
     /// An OSS call failed.
     #[error("{0}")]
     Oss(Box<OssError>),
+    /// The KMS key pre-flight could not run (no `kms:DescribeKey` permission, KMS unreachable):
+    /// never a pass.
+    #[error(
+        "{0}; the key could not be checked, so nothing is written (grant kms:DescribeKey, or run with --kms-preflight=false)"
+    )]
+    KeyCheckFailed(std::sync::Arc<KmsError>),
     /// A Kubernetes API call failed (`action` says which, e.g. "reading Secret ns/name").
     #[error("Kubernetes API error {action}: {}", describe_kube(.source))]
     Kube {
@@ -57,10 +64,19 @@ impl Error {
             Self::Conflict { .. } => (Reason::Conflict, Terminal),
             Self::Kube { source, .. } => (Reason::KubernetesError, kube_retry(source)),
             Self::Oss(error) => oss_row(error),
+            Self::KeyCheckFailed(error) => (
+                Reason::KeyCheckFailed,
+                match error.classification() {
+                    Classification::Throttled => Throttled,
+                    Classification::Retryable => Transient,
+                    Classification::Terminal => Credentials,
+                },
+            ),
         };
         Policy {
             reason,
-            keeps_ready: matches!(retry, Transient | Throttled),
+            // A key that cannot be checked never leaves a Ready=True standing.
+            keeps_ready: matches!(retry, Transient | Throttled) && reason != Reason::KeyCheckFailed,
             retry,
         }
     }
@@ -73,6 +89,7 @@ impl Error {
             Self::EndpointNotAllowed(_) => "endpoint_not_allowed",
             Self::Conflict { .. } => "conflict",
             Self::Oss(_) => "oss",
+            Self::KeyCheckFailed(_) => "key_check_failed",
             Self::Kube { .. } => "kube",
         }
     }
@@ -81,6 +98,7 @@ impl Error {
     pub fn request_id(&self) -> Option<String> {
         match self {
             Self::Oss(e) => e.request_id().map(str::to_owned),
+            Self::KeyCheckFailed(e) => e.request_id().map(str::to_owned),
             _ => None,
         }
     }
@@ -94,6 +112,13 @@ impl Error {
                     e.operation, e.bucket, s.status, s.code, s.message
                 ),
                 None => format!("{} on bucket {:?}: {}", e.operation, e.bucket, e.kind),
+            },
+            Self::KeyCheckFailed(e) => match &e.kind {
+                crate::kms::KmsErrorKind::Service(s) => format!(
+                    "KMS DescribeKey of key {} in {}: HTTP {} {}: {}",
+                    e.key_id, e.region, s.status, s.code, s.message
+                ),
+                _ => self.to_string(),
             },
             other => other.to_string(),
         }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod finalizer;
 pub mod ownership;
 pub mod plan;
+pub mod preflight;
 pub mod report;
 pub mod schedule;
 pub mod status;

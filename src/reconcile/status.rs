@@ -28,12 +28,15 @@ pub enum Reason {
     OssError,
     Deleting,
     KubernetesError,
+    DowngradeBlocked,
+    KeyNotUsable,
+    KeyCheckFailed,
     ReconcileSuccess,
 }
 
 impl Reason {
     /// Every reason, so a stored condition can be read back.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 17] = [
         Self::InSync,
         Self::Applied,
         Self::Drifted,
@@ -47,6 +50,9 @@ impl Reason {
         Self::OssError,
         Self::Deleting,
         Self::KubernetesError,
+        Self::DowngradeBlocked,
+        Self::KeyNotUsable,
+        Self::KeyCheckFailed,
         Self::ReconcileSuccess,
     ];
 
@@ -70,6 +76,9 @@ impl Reason {
             Self::OssError => "OssError",
             Self::Deleting => "Deleting",
             Self::KubernetesError => "KubernetesError",
+            Self::DowngradeBlocked => "DowngradeBlocked",
+            Self::KeyNotUsable => "KeyNotUsable",
+            Self::KeyCheckFailed => "KeyCheckFailed",
             Self::ReconcileSuccess => "ReconcileSuccess",
         }
     }

@@ -1,5 +1,6 @@
 //! One reconcile as named steps:
-//! validate → ownership → finalizer → resolve → observe → plan → apply → report → requeue.
+//! validate → ownership → finalizer → resolve → observe → plan → pre-flight → apply → report →
+//! requeue.
 //! Deletion goes to the finalizer; an object that cannot be deserialised is reported (or, when
 //! deleted, released). Decisions are pure functions beside this file; this file sequences them.
 
@@ -16,11 +17,13 @@ use super::context::{Context, Guarded};
 use super::error::{Error, Retry};
 use super::finalizer;
 use super::ownership::{Claim, owner_of};
-use super::plan::{self, Action as OssAction, Plan};
+use super::plan::{self, Action as OssAction, Downgrades, Plan};
+use super::preflight::{self, Held};
 use super::report::{self, event, publish};
 use super::schedule;
 use super::status::{ConditionState, Reason, Report, stable_message};
 use crate::api::{BucketEncryption, DesiredState, FINALIZER};
+use crate::kms::Verdict;
 use crate::oss::{BucketTarget, CredentialsProvider, EncryptionRule, Reply};
 
 /// Reconciles one object, within the global concurrency bound, timed and counted in the metrics.
@@ -91,8 +94,25 @@ async fn sync(resource: &BucketEncryption, ctx: &Context) -> Result<Outcome, Err
         desired.rule.as_ref(),
         observed.value.as_ref(),
         resource.spec.management_policy,
+        Downgrades::allowed(desired.allow_downgrade),
     );
-    let written = apply(&decision, &target, &credentials, ctx).await?;
+    let held = match decision.action {
+        OssAction::Blocked => Some(Held::Downgrade),
+        _ => {
+            check_key(
+                &decision,
+                observed.value.as_ref(),
+                &desired.region,
+                &credentials,
+                ctx,
+            )
+            .await?
+        }
+    };
+    let written = match held {
+        Some(_) => None,
+        None => apply(&decision, &target, &credentials, ctx).await?,
+    };
     let requeue = schedule::jittered(
         schedule::resync_interval(
             desired.resync_interval.unwrap_or(ctx.settings.resync_interval),
@@ -101,7 +121,7 @@ async fn sync(resource: &BucketEncryption, ctx: &Context) -> Result<Outcome, Err
         ),
         fastrand::f64(),
     );
-    let (report, events) = judge(resource, &desired, observed, &decision, written);
+    let (report, events) = judge(resource, &desired, observed, &decision, written, held);
     if report.drift_corrected {
         ctx.metrics.drift_corrected();
     }
@@ -156,6 +176,29 @@ fn claim(resource: &BucketEncryption) -> Claim {
     }
 }
 
+/// The KMS pre-flight (when switched on) of the key the rule in force afterwards names: `None`
+/// when there is none or OSS can use it, `Held` when it cannot, an error when the check could
+/// not run (never a pass).
+async fn check_key(
+    decision: &Plan,
+    observed: Option<&EncryptionRule>,
+    region: &str,
+    credentials: &CredentialsProvider,
+    ctx: &Context,
+) -> Result<Option<Held>, Error> {
+    let (Some(checker), Some(key)) = (
+        &ctx.settings.key_checker,
+        preflight::key_to_check(&decision.action, observed),
+    ) else {
+        return Ok(None);
+    };
+    match checker.check(region, key, credentials).await {
+        Verdict::Usable { .. } => Ok(None),
+        verdict @ Verdict::NotUsable { .. } => Ok(Some(Held::KeyNotUsable(verdict.describe()))),
+        Verdict::CheckFailed(error) => Err(Error::KeyCheckFailed(error)),
+    }
+}
+
 /// The planned OSS write, if any: `(API, request id)` of the write made.
 async fn apply(
     decision: &Plan,
@@ -164,7 +207,7 @@ async fn apply(
     ctx: &Context,
 ) -> Result<Option<(&'static str, Reply<()>)>, Error> {
     Ok(match &decision.action {
-        OssAction::Nothing => None,
+        OssAction::Nothing | OssAction::Blocked => None,
         OssAction::Put(rule) => Some((
             "PutBucketEncryption",
             ctx.oss.put_encryption(target, credentials, rule).await?,
@@ -195,6 +238,7 @@ fn judge(
     observed: Reply<Option<EncryptionRule>>,
     decision: &Plan,
     written: Option<(&'static str, Reply<()>)>,
+    held: Option<Held>,
 ) -> (Report, Vec<Event>) {
     let synced = ConditionState::new(true, Reason::ReconcileSuccess, "");
     let wanted = crate::oss::describe_rule(desired.rule.as_ref());
@@ -207,6 +251,25 @@ fn judge(
         drift_corrected: false,
     };
     let mut events = Vec::new();
+    if let Some(held) = held {
+        let (reason, message) = match (held, &decision.drift) {
+            (Held::Downgrade, drift) => (
+                Reason::DowngradeBlocked,
+                format!(
+                    "{}: that weakens the bucket's encryption (None < AES256 = SM4 < KMS), so nothing \
+                     is written; set spec.allowDowngrade: true to allow it",
+                    drift.as_ref().map(ToString::to_string).unwrap_or_default()
+                ),
+            ),
+            (Held::KeyNotUsable(verdict), Some(_)) if decision.action != OssAction::Nothing => {
+                (Reason::KeyNotUsable, format!("{verdict}; nothing is written"))
+            }
+            (Held::KeyNotUsable(verdict), _) => (Reason::KeyNotUsable, verdict),
+        };
+        events.push(event(EventType::Warning, reason.as_str(), &message));
+        report.ready = ConditionState::new(false, reason, message);
+        return (report, events);
+    }
     match (written, &decision.drift) {
         (None, None) => {}
         (None, Some(drift)) => {

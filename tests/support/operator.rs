@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use kube::api::{Api, PostParams};
 use oss_encryption_operator::api::BucketEncryption;
+use oss_encryption_operator::kms::{KeyChecker, KmsClient, KmsConfig};
 use oss_encryption_operator::oss::{ClientConfig, OssClient};
 use oss_encryption_operator::reconcile::{self, Health, Settings, Shutdown};
 use serde_json::{Value, json};
@@ -42,6 +43,26 @@ impl Harness {
     }
 
     pub async fn start_with(buckets: &[&str], tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_inner(buckets, |settings, _| tweak(settings)).await
+    }
+
+    /// As `start`, with the KMS key pre-flight on (as in production), asking the emulator's
+    /// KMS and caching answers for `ttl`.
+    pub async fn start_with_preflight(buckets: &[&str], ttl: Duration) -> Self {
+        Self::start_inner(buckets, |settings, oss| {
+            let mut config = KmsConfig {
+                retry: fast_retries(3),
+                endpoint: Some(oss.emulator.endpoint()),
+                ..KmsConfig::default()
+            };
+            config.allow_list.allow(oss.emulator.endpoint().authority());
+            let client = KmsClient::new(config).unwrap();
+            settings.key_checker = Some(KeyChecker::new(client, ttl));
+        })
+        .await
+    }
+
+    async fn start_inner(buckets: &[&str], tweak: impl FnOnce(&mut Settings, &TestOss)) -> Self {
         oss_encryption_operator::install_tls_provider();
         let kube = KubeApiServer::start().await;
         kube.register_crd(
@@ -59,7 +80,7 @@ impl Harness {
             resync_interval: Duration::from_millis(400),
             ..Settings::default()
         };
-        tweak(&mut settings);
+        tweak(&mut settings, &oss);
         let api = Api::namespaced(kube.client(), NAMESPACE);
         let mut harness = Self {
             kube,

@@ -1,0 +1,188 @@
+//! `plan` and `apply` with the safety nets: the binary against the emulator (OSS and KMS), rows
+//! `blocked (downgrade)` and `blocked (key)`, the KMS KEY column and JSON field, exit codes
+//! (`--detailed-exitcode` treats a blocked row as an error) and `--allow-downgrade`.
+
+mod support;
+
+use std::process::Command;
+
+use oss_encryption_operator::emulator::{EmulatorConfig, KmsKey, StoredRule};
+use support::oss::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, REGION, TestOss};
+
+async fn emulator() -> TestOss {
+    let oss = TestOss::start_with(EmulatorConfig {
+        access_keys: vec![(ACCESS_KEY_ID.into(), ACCESS_KEY_SECRET.into())],
+        buckets: ["kms-held", "key-good", "key-bad"]
+            .iter()
+            .map(|b| (b.to_string(), REGION.to_owned()))
+            .collect(),
+        kms_keys: vec![(
+            "key-good".into(),
+            KmsKey {
+                region: REGION.into(),
+                ..KmsKey::default()
+            },
+        )],
+        ..EmulatorConfig::default()
+    })
+    .await;
+    oss.emulator.state().set_rule(
+        "kms-held",
+        Some(StoredRule {
+            algorithm: "KMS".into(),
+            ..StoredRule::default()
+        }),
+    );
+    oss
+}
+
+const DOWNGRADE: &str = "apiVersion: oss.encryption.dev/v1alpha1\nkind: BucketEncryption\nmetadata: {name: weaker, namespace: ns}\nspec: {bucket: kms-held, region: cn-hangzhou, algorithm: AES256}\n";
+
+const KEYS: &str = "apiVersion: oss.encryption.dev/v1alpha1\nkind: BucketEncryption\nmetadata: {name: good, namespace: ns}\nspec: {bucket: key-good, region: cn-hangzhou, algorithm: KMS, kmsMasterKeyId: key-good}\n---\napiVersion: oss.encryption.dev/v1alpha1\nkind: BucketEncryption\nmetadata: {name: bad, namespace: ns}\nspec: {bucket: key-bad, region: cn-hangzhou, algorithm: KMS, kmsMasterKeyId: key-missing}\n";
+
+/// Runs the binary against the emulator for OSS and KMS (off the runtime's thread).
+async fn cli(oss: &TestOss, manifest: &str, args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.yaml");
+    std::fs::write(&path, manifest).unwrap();
+    let credentials = dir.path().join("credentials.yaml");
+    std::fs::write(
+        &credentials,
+        format!("accessKeyId: {ACCESS_KEY_ID}\naccessKeySecret: {ACCESS_KEY_SECRET}\n"),
+    )
+    .unwrap();
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(
+        [
+            "-f",
+            path.to_str().unwrap(),
+            "--credentials-file",
+            credentials.to_str().unwrap(),
+            "--endpoint",
+            &oss.emulator.url(),
+            "--kms-endpoint",
+            &oss.emulator.url(),
+            "--allowed-endpoint-suffixes",
+            &oss.emulator.endpoint().authority(),
+        ]
+        .map(str::to_owned),
+    );
+    tokio::task::spawn_blocking(move || {
+        let _keep = dir;
+        let output = Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
+            .args(&all)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+fn writes(oss: &TestOss) -> u64 {
+    let state = oss.emulator.state();
+    state.total("PutBucketEncryption") + state.total("DeleteBucketEncryption")
+}
+
+#[tokio::test]
+async fn a_downgrade_is_a_blocked_row_until_allowed() {
+    let oss = emulator().await;
+    let (code, stdout, stderr) = cli(&oss, DOWNGRADE, &["plan", "--detailed-exitcode"]).await;
+    assert_eq!(
+        code, 1,
+        "a blocked row is an error under --detailed-exitcode\n{stdout}{stderr}"
+    );
+    let row = stdout.lines().find(|l| l.starts_with("ns/weaker")).unwrap();
+    assert!(
+        row.contains("blocked (downgrade)") && row.contains("--allow-downgrade"),
+        "{row}"
+    );
+    assert!(stdout.contains("0 to change, 0 error(s), 1 blocked"), "{stdout}");
+
+    let (code, stdout, _) = cli(&oss, DOWNGRADE, &["apply"]).await;
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(writes(&oss), 0, "apply wrote nothing");
+
+    let (code, stdout, _) = cli(
+        &oss,
+        DOWNGRADE,
+        &["plan", "--detailed-exitcode", "--allow-downgrade"],
+    )
+    .await;
+    assert_eq!(code, 2, "allowed: a pending change\n{stdout}");
+    let (code, stdout, _) = cli(&oss, DOWNGRADE, &["apply", "--allow-downgrade"]).await;
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(
+        oss.emulator
+            .state()
+            .bucket("kms-held")
+            .unwrap()
+            .rule
+            .unwrap()
+            .algorithm,
+        "AES256"
+    );
+}
+
+#[tokio::test]
+async fn the_manifest_can_allow_its_own_downgrade() {
+    let oss = emulator().await;
+    let allowed = DOWNGRADE.replace("algorithm: AES256}", "algorithm: AES256, allowDowngrade: true}");
+    let (code, stdout, stderr) = cli(&oss, &allowed, &["apply"]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(oss.emulator.state().total("PutBucketEncryption"), 1);
+}
+
+#[tokio::test]
+async fn keys_are_checked_and_shown_in_the_table_and_json() {
+    let oss = emulator().await;
+    let (code, stdout, stderr) = cli(&oss, KEYS, &["apply"]).await;
+    assert_eq!(code, 1, "a key OSS cannot use fails the run\n{stdout}{stderr}");
+    let header = stdout.lines().find(|l| l.starts_with("RESOURCE")).unwrap();
+    assert!(header.contains("KMS KEY"), "{header}");
+    let good = stdout.lines().find(|l| l.starts_with("ns/good")).unwrap();
+    assert!(good.contains("usable") && good.contains("applied"), "{good}");
+    let bad = stdout.lines().find(|l| l.starts_with("ns/bad")).unwrap();
+    assert!(
+        bad.contains("blocked (key)") && bad.contains("not usable") && bad.contains("key-missing"),
+        "{bad}"
+    );
+    assert_eq!(
+        oss.emulator.state().total("PutBucketEncryption"),
+        1,
+        "only the good key's bucket"
+    );
+    assert!(oss.emulator.state().bucket("key-bad").unwrap().rule.is_none());
+
+    let (_, json, _) = cli(&oss, KEYS, &["plan", "-o", "json"]).await;
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["keyCheck"], "usable");
+    assert_eq!(rows[0]["action"], "none");
+    assert_eq!(rows[1]["keyCheck"], "not usable");
+    assert_eq!(rows[1]["action"], "blocked (key)");
+    assert_eq!(report["blocked"], 1);
+
+    let (code, stdout, _) = cli(&oss, KEYS, &["plan", "--kms-preflight=false"]).await;
+    assert_eq!(code, 0, "switched off: no check, no block\n{stdout}");
+    let bad = stdout.lines().find(|l| l.starts_with("ns/bad")).unwrap();
+    assert!(bad.contains(" put ") && !bad.contains("usable"), "{bad}");
+}
+
+#[tokio::test]
+async fn a_key_check_that_cannot_run_is_an_error_row() {
+    let oss = emulator().await;
+    oss.emulator.state().set_kms_denied(ACCESS_KEY_ID, true);
+    let (code, stdout, _) = cli(&oss, KEYS, &["apply"]).await;
+    assert_eq!(code, 1, "{stdout}");
+    let good = stdout.lines().find(|l| l.starts_with("ns/good")).unwrap();
+    assert!(
+        good.contains("error") && good.contains("check failed") && good.contains("Forbidden.NoPermission"),
+        "{good}"
+    );
+    assert_eq!(writes(&oss), 0);
+}
