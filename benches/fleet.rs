@@ -97,7 +97,10 @@ fn options() -> Options {
     o
 }
 
-/// The realistic mix: AES256, KMS (OSS key), KMS with key and SM4, SM4, None.
+/// The CMKs the fleet's KMS buckets share (the pre-flight checks each once per cache TTL).
+const SHARED_KEYS: usize = 3;
+
+/// The realistic mix: AES256, KMS (OSS key), KMS with one of 3 shared keys and SM4, SM4, None.
 fn wanted(i: usize) -> (Value, Option<EncryptionRule>) {
     use oss_encryption_operator::oss::{DataEncryption, SseAlgorithm};
     match i % 5 {
@@ -107,9 +110,9 @@ fn wanted(i: usize) -> (Value, Option<EncryptionRule>) {
         ),
         1 => (json!({"algorithm": "KMS"}), Some(EncryptionRule::kms(None, None))),
         2 => (
-            json!({"algorithm": "KMS", "kmsMasterKeyId": format!("cmk-{i}"), "kmsDataEncryption": "SM4"}),
+            json!({"algorithm": "KMS", "kmsMasterKeyId": format!("cmk-{}", i % SHARED_KEYS), "kmsDataEncryption": "SM4"}),
             Some(EncryptionRule::kms(
-                Some(&format!("cmk-{i}")),
+                Some(&format!("cmk-{}", i % SHARED_KEYS)),
                 Some(DataEncryption::Sm4),
             )),
         ),
@@ -117,7 +120,8 @@ fn wanted(i: usize) -> (Value, Option<EncryptionRule>) {
             json!({"algorithm": "SM4"}),
             Some(EncryptionRule::new(SseAlgorithm::Sm4)),
         ),
-        _ => (json!({"algorithm": "None"}), None),
+        // Removing a rule is a downgrade (buckets start with AES256 or none): allowed explicitly.
+        _ => (json!({"algorithm": "None", "allowDowngrade": true}), None),
     }
 }
 
@@ -195,6 +199,13 @@ async fn main() {
     let buckets: Vec<String> = (0..n).map(bucket).collect();
     let bucket_refs: Vec<&str> = buckets.iter().map(String::as_str).collect();
     let oss = TestOss::start(&bucket_refs).await;
+    for k in 0..SHARED_KEYS {
+        let key = oss_encryption_operator::emulator::KmsKey {
+            region: REGION.into(),
+            ..Default::default()
+        };
+        oss.emulator.state().put_kms_key(&format!("cmk-{k}"), key);
+    }
     for i in 0..n {
         let start = if o.faults && observed_only(i) {
             observe_start()
@@ -260,6 +271,8 @@ async fn main() {
                 "127.0.0.1:0",
             ])
             .args(["--resync-interval", &format!("{}s", o.resync_seconds)])
+            // The KMS pre-flight is on by default; its gateway here is the emulator.
+            .args(["--kms-endpoint", &oss.emulator.url()])
             .args(if o.defaults {
                 Vec::new()
             } else {
@@ -309,6 +322,7 @@ async fn main() {
     .into_iter()
     .map(|api| (api, oss_total(&oss, api)))
     .collect();
+    let converge_kms = oss_total(&oss, "DescribeKey");
     let converge_kube = kube.counters();
     let throttled = |oss: &TestOss| -> u64 {
         oss.emulator
@@ -340,6 +354,7 @@ async fn main() {
     let steady_gets = oss_total(&oss, "GetBucketEncryption");
     let steady_other = oss_total(&oss, "PutBucketEncryption") + oss_total(&oss, "DeleteBucketEncryption");
     let steady_writes = kube.writes();
+    let steady_kms = oss_total(&oss, "DescribeKey");
     let steady_throttled = throttled(&oss);
     let (rss_peak, cpu_total) = usage(pid);
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
@@ -414,6 +429,8 @@ async fn main() {
             "putOrDelete": per(converge_oss["PutBucketEncryption"] + converge_oss["DeleteBucketEncryption"]),
             "idealPutOrDelete": per(needing_write as u64),
         },
+        "kmsDescribeKeyToConverge": converge_kms,
+        "sharedKeys": SHARED_KEYS,
         "kubeWritesPerObject": {
             "statusPatch": per(status_patches),
             "finalizerPatch": per(finalizer_patches),
@@ -425,6 +442,7 @@ async fn main() {
             "resyncSeconds": effective_resync.as_secs_f64(),
             "getsPerObjectPerResync": steady_gets as f64 / n as f64 / o.steady_intervals as f64,
             "ossWrites": steady_other,
+            "kmsDescribeKey": steady_kms,
             "kubeWrites": steady_writes,
         },
         "operator": {
@@ -450,6 +468,16 @@ async fn main() {
         "throughput (objects/s)",
         format!("{:.1}", n as f64 / converged.as_secs_f64()),
         "",
+    );
+    row(
+        "KMS DescribeKey calls to converge",
+        converge_kms.to_string(),
+        &format!("{SHARED_KEYS}"),
+    );
+    row(
+        "KMS DescribeKey calls in steady state",
+        steady_kms.to_string(),
+        &format!("{SHARED_KEYS}/TTL"),
     );
     if let Some(cap) = o.cap {
         let requests = converge_oss.values().sum::<u64>() - converge_throttled;
