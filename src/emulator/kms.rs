@@ -106,6 +106,14 @@ fn uuid_like() -> String {
     )
 }
 
+/// The first value of a (decoded) parameter, or empty.
+fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
@@ -129,13 +137,7 @@ fn answer(
     if header(headers, "content-type").starts_with("application/x-www-form-urlencoded") {
         params.extend(sign::parse_form_query(&String::from_utf8_lossy(body)));
     }
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
-    };
+    let param = |name: &str| param(&params, name);
     let action = match header(headers, "x-acs-action") {
         "" => param("Action"),
         action => action,
@@ -339,13 +341,7 @@ fn verify_v3(
 
 /// RPC HMAC-SHA1: everything in the query, `Signature` over the sorted rest.
 fn verify_rpc(state: &EmulatorState, method: &Method, params: &[(String, String)]) -> Result<String, Fault> {
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
-    };
+    let param = |name: &str| param(params, name);
     for required in ["AccessKeyId", "SignatureNonce", "Timestamp"] {
         if param(required).is_empty() {
             return Err(Fault(
