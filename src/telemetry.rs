@@ -56,6 +56,12 @@ struct OssLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KmsLabels {
+    outcome: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiLabel {
     api: String,
 }
@@ -72,6 +78,7 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     oss_requests: Family<OssLabels, Counter>,
     oss_request_duration: Family<ApiLabel, Histogram>,
+    kms_requests: Family<KmsLabels, Counter>,
     drift_corrections: Counter,
     objects: Family<ReadyLabel, Gauge>,
     leader: Gauge,
@@ -122,6 +129,12 @@ impl Metrics {
             "Duration of one OSS request attempt",
             oss_request_duration.clone(),
         );
+        let kms_requests = Family::<KmsLabels, Counter>::default();
+        registry.register(
+            "kms_requests",
+            "KMS DescribeKey attempts of the key pre-flight by outcome (HTTP status, timeout, connection, credentials) and KMS error code",
+            kms_requests.clone(),
+        );
         let drift_corrections = Counter::default();
         registry.register(
             "drift_corrections",
@@ -161,6 +174,7 @@ impl Metrics {
             reconcile_duration,
             oss_requests,
             oss_request_duration,
+            kms_requests,
             drift_corrections,
             objects,
             leader,
@@ -225,6 +239,20 @@ impl Metrics {
                     .observe(duration.as_secs_f64());
             },
         ))
+    }
+
+    /// An observer for the KMS client that feeds `kms_requests_total`.
+    pub fn kms_observer(self: &Arc<Self>) -> crate::kms::KmsObserver {
+        let metrics = self.clone();
+        crate::kms::KmsObserver(Arc::new(move |outcome: &str, code: &str| {
+            metrics
+                .kms_requests
+                .get_or_create(&KmsLabels {
+                    outcome: outcome.to_owned(),
+                    code: code.to_owned(),
+                })
+                .inc();
+        }))
     }
 
     /// The OpenMetrics text exposition.
@@ -347,6 +375,7 @@ mod tests {
             "AccessDenied",
             Duration::from_millis(3),
         );
+        (metrics.kms_observer().0)("404", "Forbidden.KeyNotFound");
         metrics.set_objects(&BTreeMap::from([("True".to_owned(), 3)]));
         let text = metrics.encode();
         for line in [
@@ -354,6 +383,7 @@ mod tests {
             "oss_encryption_operator_oss_requests_total{api=\"GetBucketEncryption\",outcome=\"200\",code=\"\"} 1",
             "oss_encryption_operator_oss_requests_total{api=\"PutBucketEncryption\",outcome=\"403\",code=\"AccessDenied\"} 1",
             "oss_encryption_operator_drift_corrections_total 1",
+            "oss_encryption_operator_kms_requests_total{outcome=\"404\",code=\"Forbidden.KeyNotFound\"} 1",
             "oss_encryption_operator_objects{status=\"True\"} 3",
             "oss_encryption_operator_objects{status=\"False\"} 0",
             "oss_encryption_operator_leader 1",

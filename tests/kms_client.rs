@@ -59,6 +59,32 @@ async fn describes_a_key_by_id_alias_and_arn() {
 }
 
 #[tokio::test]
+async fn every_attempt_is_observed_with_its_outcome_and_code() {
+    let oss = kms_with(&[("key-abc", key(REGION, &[]))]).await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    let mut config = KmsConfig {
+        retry: fast_retries(3),
+        endpoint: Some(oss.emulator.endpoint()),
+        observer: Some(oss_encryption_operator::kms::KmsObserver(std::sync::Arc::new(
+            move |outcome: &str, code: &str| record.lock().unwrap().push(format!("{outcome} {code}")),
+        ))),
+        ..KmsConfig::default()
+    };
+    config.allow_list.allow(oss.emulator.endpoint().authority());
+    let client = KmsClient::new(config).unwrap();
+    client
+        .describe_key(REGION, "key-abc", &oss.credentials)
+        .await
+        .unwrap();
+    client
+        .describe_key(REGION, "key-none", &oss.credentials)
+        .await
+        .unwrap_err();
+    assert_eq!(*seen.lock().unwrap(), ["200 ", "404 Forbidden.KeyNotFound"]);
+}
+
+#[tokio::test]
 async fn sts_credentials_sign_with_their_token() {
     let oss = kms_with(&[("key-abc", key(REGION, &[]))]).await;
     oss.emulator.state().add_sts_session(

@@ -404,7 +404,7 @@ pub async fn emulated(
         ..kms.clone()
     };
     let engine = Engine {
-        key_checker: kms.checker(config.allow_list.clone())?,
+        key_checker: kms.checker(config.allow_list.clone(), None)?,
         client: OssClient::new(config)?,
         default_credentials: Some(Credentials::new(access_key_id, secret).into()),
         endpoint_override: Some(emulator.endpoint()),

@@ -129,6 +129,7 @@ impl KmsArgs {
     pub fn checker(
         &self,
         allow_list: crate::oss::AllowList,
+        observer: Option<crate::kms::KmsObserver>,
     ) -> Result<Option<crate::kms::KeyChecker>, Box<dyn std::error::Error>> {
         if !self.kms_preflight {
             return Ok(None);
@@ -144,6 +145,7 @@ impl KmsArgs {
             network: self.kms_network,
             endpoint,
             allow_list,
+            observer,
             ..crate::kms::KmsConfig::default()
         };
         let client = crate::kms::KmsClient::new(config)?;

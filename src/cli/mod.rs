@@ -108,7 +108,7 @@ pub async fn manifests_command(
         let (emulator, engine) = apply::emulated(&manifests, config, &args.kms).await?;
         (Some(emulator), engine)
     } else {
-        let key_checker = args.kms.checker(config.allow_list.clone())?;
+        let key_checker = args.kms.checker(config.allow_list.clone(), None)?;
         let client = OssClient::new(config)?;
         let default_credentials = match &args.credentials_file {
             Some(path) => Some(credentials_file(path)?.into()),

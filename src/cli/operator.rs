@@ -13,7 +13,9 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let client = kube::Client::try_default().await?;
     let metrics = std::sync::Arc::new(Metrics::new());
     let allow_list = AllowList::new(&args.allowed_endpoint_suffixes);
-    let key_checker = args.kms.checker(allow_list.clone())?;
+    let key_checker = args
+        .kms
+        .checker(allow_list.clone(), Some(metrics.kms_observer()))?;
     let mut config = ClientConfig {
         allow_list,
         observer: Some(metrics.oss_observer()),

@@ -34,6 +34,20 @@ pub enum Network {
     Vpc,
 }
 
+/// Told about every KMS attempt: its outcome (HTTP status such as `"200"`, or `"timeout"`,
+/// `"connection"`, `"credentials"`) and KMS's error code (empty on success). For metrics.
+#[derive(Clone)]
+pub struct KmsObserver(pub Arc<ObserveFn>);
+
+/// The function a [`KmsObserver`] calls: outcome, code.
+pub type ObserveFn = dyn Fn(&str, &str) + Send + Sync;
+
+impl std::fmt::Debug for KmsObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KmsObserver")
+    }
+}
+
 /// Client settings. `Default` is what the operator uses unless told otherwise.
 #[derive(Clone, Debug)]
 pub struct KmsConfig {
@@ -50,6 +64,8 @@ pub struct KmsConfig {
     pub allow_list: AllowList,
     /// Host names sent to a fixed address instead of resolving them (tests).
     pub resolve: Vec<(String, SocketAddr)>,
+    /// Sees every attempt (metrics).
+    pub observer: Option<KmsObserver>,
 }
 
 impl Default for KmsConfig {
@@ -66,6 +82,7 @@ impl Default for KmsConfig {
             endpoint: None,
             allow_list: AllowList::default(),
             resolve: Vec::new(),
+            observer: None,
         }
     }
 }
@@ -135,6 +152,16 @@ impl KmsClient {
         loop {
             attempt += 1;
             let result = self.attempt(&endpoint, key_id, credentials).await;
+            if let Some(observer) = &self.config.observer {
+                let (outcome, code) = match &result {
+                    Ok(_) => ("200".to_owned(), ""),
+                    Err(KmsErrorKind::Service(e)) => (e.status.to_string(), e.code.as_str()),
+                    Err(KmsErrorKind::Timeout(_)) => ("timeout".to_owned(), ""),
+                    Err(KmsErrorKind::Credentials(_)) => ("credentials".to_owned(), ""),
+                    Err(_) => ("connection".to_owned(), ""),
+                };
+                (observer.0)(&outcome, code);
+            }
             if let Err(KmsErrorKind::Service(e)) = &result {
                 self.limiter
                     .record(e.classification() == Classification::Throttled);
