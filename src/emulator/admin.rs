@@ -79,6 +79,10 @@ pub fn routes(default_region: String) -> Router<Arc<EmulatorState>> {
             &format!("{PREFIX}/kms-denied-access-keys/{{key}}"),
             put(deny_kms).delete(allow_kms),
         )
+        .route(
+            &format!("{PREFIX}/list-denied-access-keys/{{key}}"),
+            put(deny_list).delete(allow_list),
+        )
         .route(&format!("{PREFIX}/clock-offset"), put(set_clock_offset))
 }
 
@@ -252,5 +256,15 @@ async fn deny_kms(State(state): Shared, Path(key): Path<String>) -> StatusCode {
 
 async fn allow_kms(State(state): Shared, Path(key): Path<String>) -> StatusCode {
     state.set_kms_denied(&key, false);
+    StatusCode::NO_CONTENT
+}
+
+async fn deny_list(State(state): Shared, Path(key): Path<String>) -> StatusCode {
+    state.set_list_denied(&key, true);
+    StatusCode::NO_CONTENT
+}
+
+async fn allow_list(State(state): Shared, Path(key): Path<String>) -> StatusCode {
+    state.set_list_denied(&key, false);
     StatusCode::NO_CONTENT
 }

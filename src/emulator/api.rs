@@ -49,6 +49,90 @@ fn address(host: &str, path: &str) -> Result<(String, String), OssFault> {
     Ok((bucket, rest))
 }
 
+/// A request to the service itself (ListBuckets): `GET /` on a service host
+/// (`oss-<region>[-internal].aliyuncs.com`) or on a path-style (IP or localhost) address.
+fn is_service(host: &str, path: &str) -> bool {
+    if !(path.is_empty() || path == "/") {
+        return false;
+    }
+    let host = host_without_port(host);
+    let path_style = host.parse::<std::net::IpAddr>().is_ok() || host == "localhost";
+    path_style || (host.starts_with("oss-") && host.matches('.').count() == 2)
+}
+
+/// ListBuckets: every bucket the emulator holds, all regions, names ascending, paged as OSS
+/// pages (`prefix`, exclusive `marker`, `max-keys` 1..=1000 default 100; empty = absent).
+fn list_buckets(
+    state: &EmulatorState,
+    method: &Method,
+    raw_query: &str,
+    headers: &HeaderMap,
+    over_qps: bool,
+) -> Answer {
+    let fail = |fault: OssFault| (fault, String::new());
+    let faults = state.faults();
+    if over_qps || (faults.throttle_rate > 0.0 && fastrand::f64() < faults.throttle_rate) {
+        return Err(fail(OssFault::throttled()));
+    }
+    if faults.internal_error_rate > 0.0 && fastrand::f64() < faults.internal_error_rate {
+        return Err(fail(OssFault::internal_error()));
+    }
+    if *method != Method::GET {
+        return Err(fail(OssFault::new(
+            405,
+            "MethodNotAllowed",
+            "The specified method is not allowed against this resource.",
+            "0000-00000000",
+        )));
+    }
+    let query = parse_query(raw_query);
+    let header_pairs: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
+        .collect();
+    let signed = SignedRequest {
+        method: method.as_str(),
+        bucket: None,
+        query: &query,
+        headers: &header_pairs,
+    };
+    // The listing covers every region; a V4 scope is checked against the region it names.
+    let access_key_id = verify(state, &signed, &claimed_scope_region(&header_pairs)).map_err(fail)?;
+    if state.list_denied(&access_key_id) {
+        return Err(fail(OssFault::access_denied(
+            "You have no right to access this resource.",
+        )));
+    }
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let max_keys = match param("max-keys") {
+        "" => 100,
+        text => match text.parse::<u32>() {
+            Ok(n) if (1..=crate::oss::list::MAX_KEYS).contains(&n) => n,
+            _ => {
+                return Err(fail(OssFault::invalid_argument(
+                    format!(
+                        "max-keys must be between 1 and 1000, not {:?}.",
+                        text.chars().take(20).collect::<String>()
+                    ),
+                    "0017-00000289",
+                )));
+            }
+        },
+    };
+    let request = crate::oss::list::ListRequest {
+        prefix: param("prefix").to_owned(),
+        marker: param("marker").to_owned(),
+        max_keys,
+    };
+    let page = state.list_page(&request);
+    Ok((200, xml_response(200, crate::oss::list::to_xml(&page, &request))))
+}
+
 fn host_without_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host
@@ -70,12 +154,13 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     let request_id = state.next_request_id();
-    let api = api_name(&method);
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    let service = is_service(&host, path);
+    let api = if service { "ListBuckets" } else { api_name(&method) };
 
     let _serving = state.serving();
     let faults = state.faults();
@@ -93,7 +178,12 @@ pub async fn handle(
         return connection_reset();
     }
 
-    let (status, response) = match answer(&state, &method, path, raw_query, headers, &body, over_qps) {
+    let answered = if service {
+        list_buckets(&state, &method, raw_query, headers, over_qps)
+    } else {
+        answer(&state, &method, path, raw_query, headers, &body, over_qps)
+    };
+    let (status, response) = match answered {
         Ok(ok) => ok,
         Err((fault, bucket)) => (fault.status, error_response(&fault, &request_id, &host, &bucket)),
     };
@@ -153,7 +243,7 @@ fn answer(
         .collect();
     let signed = SignedRequest {
         method: method.as_str(),
-        bucket: &bucket,
+        bucket: Some(&bucket),
         query: &query,
         headers: &header_pairs,
     };

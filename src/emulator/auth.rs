@@ -19,7 +19,8 @@ pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 /// The request as the verifier needs it.
 pub struct SignedRequest<'a> {
     pub method: &'a str,
-    pub bucket: &'a str,
+    /// `None` for service-level requests (ListBuckets).
+    pub bucket: Option<&'a str>,
     pub query: &'a [(String, String)],
     pub headers: &'a [(String, String)],
 }
@@ -32,7 +33,7 @@ pub fn verify(
 ) -> Result<String, OssFault> {
     let parts = RequestParts {
         method: request.method,
-        bucket: Some(request.bucket),
+        bucket: request.bucket,
         key: None,
         query: request.query,
         headers: request.headers,

@@ -16,6 +16,9 @@ use crate::oss::xml::RawRule;
 #[serde(rename_all = "camelCase")]
 pub struct Bucket {
     pub region: String,
+    /// When the bucket was created, as ListBuckets reports it (`2026-01-01T00:00:00.000Z`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub creation_date: String,
     /// The default encryption rule as stored (wire strings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<StoredRule>,
@@ -137,6 +140,7 @@ struct Inner {
     sts_duration_override: Option<Duration>,
     kms_keys: BTreeMap<String, KmsKey>,
     kms_denied_access_keys: HashSet<String>,
+    list_denied_access_keys: HashSet<String>,
     request_seq: u64,
     in_flight: usize,
     peak_in_flight: usize,
@@ -252,9 +256,66 @@ impl EmulatorState {
     }
 
     pub fn create_bucket(&self, name: &str, region: &str) {
+        let now = self.now().strftime("%Y-%m-%dT%H:%M:%S.000Z").to_string();
         self.mutate_buckets(|buckets| {
-            buckets.entry(name.to_owned()).or_default().region = region.to_owned();
+            let bucket = buckets.entry(name.to_owned()).or_default();
+            bucket.region = region.to_owned();
+            if bucket.creation_date.is_empty() {
+                bucket.creation_date = now;
+            }
         });
+    }
+
+    /// One ListBuckets page: names with the prefix, strictly after the marker, ascending.
+    pub fn list_page(&self, request: &crate::oss::list::ListRequest) -> crate::oss::list::BucketPage {
+        let inner = self.lock();
+        let limit = request.max_keys.max(1) as usize;
+        let mut matching = inner
+            .buckets
+            .iter()
+            .filter(|(name, _)| name.starts_with(&request.prefix) && name.as_str() > request.marker.as_str());
+        let buckets: Vec<crate::oss::list::BucketSummary> = matching
+            .by_ref()
+            .take(limit)
+            .map(|(name, bucket)| crate::oss::list::BucketSummary {
+                name: name.clone(),
+                region: bucket.region.clone(),
+                location: format!("oss-{}", bucket.region),
+                creation_date: if bucket.creation_date.is_empty() {
+                    "2026-01-01T00:00:00.000Z".to_owned()
+                } else {
+                    bucket.creation_date.clone()
+                },
+                storage_class: "Standard".to_owned(),
+                extranet_endpoint: format!("oss-{}.aliyuncs.com", bucket.region),
+                intranet_endpoint: format!("oss-{}-internal.aliyuncs.com", bucket.region),
+            })
+            .collect();
+        let is_truncated = matching.next().is_some();
+        crate::oss::list::BucketPage {
+            next_marker: if is_truncated {
+                buckets.last().map(|b| b.name.clone()).unwrap_or_default()
+            } else {
+                String::new()
+            },
+            buckets,
+            is_truncated,
+            owner: "1540355698840000".to_owned(),
+        }
+    }
+
+    /// Makes ListBuckets answer 403 AccessDenied to an access key (or lifts that).
+    pub fn set_list_denied(&self, access_key_id: &str, denied: bool) {
+        let mut inner = self.lock();
+        if denied {
+            inner.list_denied_access_keys.insert(access_key_id.to_owned());
+        } else {
+            inner.list_denied_access_keys.remove(access_key_id);
+        }
+    }
+
+    pub fn list_denied(&self, access_key_id: &str) -> bool {
+        self.lock().list_denied_access_keys.contains(access_key_id)
     }
 
     pub fn delete_bucket(&self, name: &str) -> bool {

@@ -8,12 +8,13 @@ use super::endpoint::EndpointError;
 use super::rule::RuleError;
 use super::xml::{ErrorBody, parse_error};
 
-/// The three bucket-encryption APIs.
+/// The OSS APIs the operator calls: the three bucket-encryption APIs and ListBuckets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
     GetBucketEncryption,
     PutBucketEncryption,
     DeleteBucketEncryption,
+    ListBuckets,
 }
 
 impl Operation {
@@ -22,12 +23,13 @@ impl Operation {
             Self::GetBucketEncryption => "GetBucketEncryption",
             Self::PutBucketEncryption => "PutBucketEncryption",
             Self::DeleteBucketEncryption => "DeleteBucketEncryption",
+            Self::ListBuckets => "ListBuckets",
         }
     }
 
     pub fn method(self) -> &'static str {
         match self {
-            Self::GetBucketEncryption => "GET",
+            Self::GetBucketEncryption | Self::ListBuckets => "GET",
             Self::PutBucketEncryption => "PUT",
             Self::DeleteBucketEncryption => "DELETE",
         }

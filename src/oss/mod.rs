@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod endpoint;
 pub mod error;
 pub mod limiter;
+pub mod list;
 pub mod rule;
 pub mod sign;
 pub mod transport;
@@ -62,6 +63,30 @@ impl BucketTarget {
 
     pub fn with_signature_version(mut self, version: SignatureVersion) -> Self {
         self.signature_version = version;
+        self
+    }
+}
+
+/// The service endpoint ListBuckets is sent to (no bucket): its region signs the V4 scope.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ServiceTarget {
+    pub region: String,
+    pub endpoint: Endpoint,
+    pub signature_version: SignatureVersion,
+}
+
+impl ServiceTarget {
+    /// The region's public endpoint, V4.
+    pub fn new(region: &str) -> Result<Self, EndpointError> {
+        Ok(Self {
+            region: region.to_owned(),
+            endpoint: Endpoint::for_region(region, EndpointKind::Public)?,
+            signature_version: SignatureVersion::V4,
+        })
+    }
+
+    pub fn with_endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoint = endpoint;
         self
     }
 }
@@ -186,6 +211,53 @@ pub struct OssClient {
     limiter: Arc<RateLimiter>,
     /// Server time minus local time, learned from `RequestTimeTooSkewed` answers.
     clock_offset_ms: Arc<AtomicI64>,
+}
+
+/// One OSS request before signing: what it is, where it goes, its query and body.
+struct Call<'a> {
+    op: Operation,
+    /// `None` for service-level calls (ListBuckets).
+    bucket: Option<&'a str>,
+    region: &'a str,
+    endpoint: &'a Endpoint,
+    version: SignatureVersion,
+    /// Decoded query parameters (empty value = a bare name).
+    query: Vec<(String, String)>,
+    body: Option<String>,
+}
+
+impl Call<'_> {
+    /// The URL: the bucket's (path-style or virtual-hosted) or the service root, with the query.
+    fn url(&self) -> String {
+        let encode = |(k, v): &(String, String)| {
+            if v.is_empty() && self.bucket.is_some() {
+                sign::uri_encode(k, false)
+            } else {
+                format!("{}={}", sign::uri_encode(k, false), sign::uri_encode(v, false))
+            }
+        };
+        let query: Vec<String> = self.query.iter().map(encode).collect();
+        let base = match self.bucket {
+            Some(bucket) if self.endpoint.is_path_style() => {
+                format!(
+                    "{}://{}/{bucket}/",
+                    self.endpoint.scheme().as_str(),
+                    self.endpoint.authority()
+                )
+            }
+            Some(bucket) => format!(
+                "{}://{bucket}.{}/",
+                self.endpoint.scheme().as_str(),
+                self.endpoint.authority()
+            ),
+            None => format!("{}/", self.endpoint),
+        };
+        if query.is_empty() {
+            base
+        } else {
+            format!("{base}?{}", query.join("&"))
+        }
+    }
 }
 
 /// A 2xx answer, as read off the wire.
@@ -320,6 +392,72 @@ impl OssClient {
         })
     }
 
+    /// One page of ListBuckets (all regions of the account, whichever endpoint is asked).
+    pub async fn list_buckets(
+        &self,
+        service: &ServiceTarget,
+        credentials: &CredentialsProvider,
+        request: &list::ListRequest,
+    ) -> Result<Reply<list::BucketPage>, OssError> {
+        let op = Operation::ListBuckets;
+        let call = Call {
+            op,
+            bucket: None,
+            region: &service.region,
+            endpoint: &service.endpoint,
+            version: service.signature_version,
+            query: request.query(),
+            body: None,
+        };
+        let raw = self.send(&call, credentials).await?;
+        let bad = |detail: String| OssError {
+            operation: op,
+            bucket: String::new(),
+            attempts: raw.attempts,
+            kind: OssErrorKind::BadResponse {
+                status: raw.status,
+                request_id: raw.request_id.clone(),
+                detail,
+            },
+        };
+        let text = std::str::from_utf8(&raw.body).map_err(|e| bad(e.to_string()))?;
+        let page = list::parse(text).map_err(|e| bad(e.to_string()))?;
+        if page.is_truncated && !request.marker.is_empty() && page.next_marker <= request.marker {
+            return Err(bad(format!(
+                "NextMarker {:?} does not move past marker {:?}: the listing would never end",
+                page.next_marker, request.marker
+            )));
+        }
+        Ok(Reply {
+            value: page,
+            request_id: raw.request_id,
+            attempts: raw.attempts,
+        })
+    }
+
+    /// Every bucket whose name starts with `prefix`, paging 1,000 at a time (names ascending).
+    pub async fn list_all_buckets(
+        &self,
+        service: &ServiceTarget,
+        credentials: &CredentialsProvider,
+        prefix: &str,
+    ) -> Result<Vec<list::BucketSummary>, OssError> {
+        let mut request = list::ListRequest {
+            prefix: prefix.to_owned(),
+            marker: String::new(),
+            max_keys: list::MAX_KEYS,
+        };
+        let mut buckets = Vec::new();
+        loop {
+            let page = self.list_buckets(service, credentials, &request).await?.value;
+            buckets.extend(page.buckets);
+            if !page.is_truncated {
+                return Ok(buckets);
+            }
+            request.marker = page.next_marker;
+        }
+    }
+
     fn refused(&self, operation: Operation, target: &BucketTarget, kind: OssErrorKind) -> OssError {
         OssError {
             operation,
@@ -337,10 +475,34 @@ impl OssClient {
         credentials: &CredentialsProvider,
         body: Option<String>,
     ) -> Result<RawReply, OssError> {
-        let checked = endpoint::validate_bucket_name(&target.bucket)
-            .and_then(|()| endpoint::validate_region(&target.region))
-            .and_then(|()| self.config.allow_list.check(&target.endpoint));
-        checked.map_err(|e| self.refused(op, target, e.into()))?;
+        let call = Call {
+            op,
+            bucket: Some(&target.bucket),
+            region: &target.region,
+            endpoint: &target.endpoint,
+            version: target.signature_version,
+            query: vec![("encryption".to_owned(), String::new())],
+            body,
+        };
+        self.send(&call, credentials).await
+    }
+
+    /// Checks a call's bucket, region and endpoint, then sends it with retries.
+    async fn send(&self, call: &Call<'_>, credentials: &CredentialsProvider) -> Result<RawReply, OssError> {
+        let op = call.op;
+        let bucket_name = call.bucket.unwrap_or_default().to_owned();
+        let refuse = |kind: OssErrorKind| OssError {
+            operation: op,
+            bucket: bucket_name.clone(),
+            attempts: 0,
+            kind,
+        };
+        if let Some(bucket) = call.bucket {
+            endpoint::validate_bucket_name(bucket).map_err(|e| refuse(e.into()))?;
+        }
+        endpoint::validate_region(call.region)
+            .and_then(|()| self.config.allow_list.check(call.endpoint))
+            .map_err(|e| refuse(e.into()))?;
 
         let retry = &self.config.retry;
         let max_attempts = retry.max_attempts.max(1);
@@ -348,7 +510,7 @@ impl OssClient {
         loop {
             attempt += 1;
             let started = std::time::Instant::now();
-            let result = self.attempt(op, target, credentials, body.as_deref()).await;
+            let result = self.attempt(call, credentials).await;
             match &result {
                 Ok(_) => self.limiter.record(false),
                 Err(OssErrorKind::Service(e)) => {
@@ -376,14 +538,14 @@ impl OssClient {
             };
             let error = OssError {
                 operation: op,
-                bucket: target.bucket.clone(),
+                bucket: bucket_name.clone(),
                 attempts: attempt,
                 kind,
             };
             let classification = error.classification();
             tracing::debug!(
                 operation = %op,
-                bucket = %target.bucket,
+                bucket = %bucket_name,
                 attempt,
                 ?classification,
                 request_id = error.request_id().unwrap_or(""),
@@ -407,11 +569,11 @@ impl OssClient {
     /// One signed request.
     async fn attempt(
         &self,
-        op: Operation,
-        target: &BucketTarget,
+        call: &Call<'_>,
         provider: &CredentialsProvider,
-        body: Option<&str>,
     ) -> Result<RawReply, OssErrorKind> {
+        let op = call.op;
+        let body = call.body.as_deref();
         // Credentials are fetched per attempt, so a rotation is picked up on retry.
         let credentials = provider.credentials().await?;
         self.limiter.acquire().await;
@@ -421,19 +583,19 @@ impl OssClient {
             headers.push(("Content-Type".to_owned(), "application/xml".to_owned()));
             headers.push(("Content-MD5".to_owned(), content_md5(body.as_bytes())));
         }
-        let query = [("encryption".to_owned(), String::new())];
+        let query = &call.query;
         let signing_time = Timestamp::now()
             .checked_add(self.clock_offset())
             .unwrap_or_else(|_| Timestamp::now());
         let authorization = sign::sign(
-            target.signature_version,
+            call.version,
             &credentials,
             sign::Target {
                 method: op.method(),
-                bucket: Some(&target.bucket),
+                bucket: call.bucket,
                 key: None,
-                query: &query,
-                region: &target.region,
+                query,
+                region: call.region,
             },
             &mut headers,
             signing_time,
@@ -442,7 +604,7 @@ impl OssClient {
         let method = reqwest::Method::from_bytes(op.method().as_bytes()).expect("static method names");
         let mut request = self
             .http
-            .request(method, target.endpoint.encryption_url(&target.bucket))
+            .request(method, call.url())
             .timeout(self.config.request_timeout)
             .header("Authorization", authorization);
         for (name, value) in &headers {

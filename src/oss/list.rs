@@ -1,0 +1,196 @@
+//! ListBuckets (GetService): the request's parameters and the `ListAllMyBucketsResult` document,
+//! read by local name (any order, namespaces, absent = empty) and written as OSS writes it.
+
+use quick_xml::Reader;
+use quick_xml::escape::escape;
+use quick_xml::events::Event;
+
+use super::xml::XmlError;
+
+/// The most buckets one page may hold (`max-keys` is 1..=1000).
+pub const MAX_KEYS: u32 = 1000;
+
+/// One page's request: names starting with `prefix`, strictly after `marker`, at most `max_keys`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListRequest {
+    pub prefix: String,
+    pub marker: String,
+    /// 1..=1000; 0 means OSS's default (100).
+    pub max_keys: u32,
+}
+
+impl ListRequest {
+    /// The query as the client sends it: only the set parameters (empty `prefix`/`marker` are
+    /// absent, as OSS treats them), sorted by name, as the v2 SDK does.
+    pub fn query(&self) -> Vec<(String, String)> {
+        let mut query = Vec::new();
+        if !self.marker.is_empty() {
+            query.push(("marker".to_owned(), self.marker.clone()));
+        }
+        if self.max_keys > 0 {
+            query.push(("max-keys".to_owned(), self.max_keys.to_string()));
+        }
+        if !self.prefix.is_empty() {
+            query.push(("prefix".to_owned(), self.prefix.clone()));
+        }
+        query
+    }
+}
+
+/// One bucket as ListBuckets reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BucketSummary {
+    pub name: String,
+    /// Region id (`cn-hangzhou`): `Region`, else `Location` without its `oss-` prefix.
+    pub region: String,
+    /// `oss-<region>`.
+    pub location: String,
+    /// ISO-8601 with milliseconds, `2014-05-14T11:18:32.000Z`.
+    pub creation_date: String,
+    pub storage_class: String,
+    pub extranet_endpoint: String,
+    pub intranet_endpoint: String,
+}
+
+/// One page of the listing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BucketPage {
+    pub buckets: Vec<BucketSummary>,
+    /// More buckets follow: ask again with `marker = next_marker`.
+    pub is_truncated: bool,
+    pub next_marker: String,
+    /// The account's uid (`Owner/ID`).
+    pub owner: String,
+}
+
+const ROOT: &str = "ListAllMyBucketsResult";
+
+/// Reads a `ListAllMyBucketsResult` body.
+pub fn parse(xml: &str) -> Result<BucketPage, XmlError> {
+    let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
+    let mut reader = Reader::from_str(xml);
+    reader.config_mut().trim_text(true);
+    let mut path: Vec<String> = Vec::new();
+    let mut text = String::new();
+    let mut page = BucketPage::default();
+    let mut truncated = String::new();
+    loop {
+        match reader.read_event().map_err(|e| malformed(&e))? {
+            Event::Start(start) => {
+                let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
+                if path.is_empty() && name != ROOT {
+                    return Err(XmlError::UnexpectedRoot {
+                        expected: ROOT,
+                        found: name,
+                    });
+                }
+                if name == "Bucket" && path.last().is_some_and(|p| p == "Buckets") {
+                    page.buckets.push(BucketSummary::default());
+                }
+                path.push(name);
+                text.clear();
+            }
+            Event::Empty(empty) => {
+                let name = String::from_utf8_lossy(empty.local_name().as_ref()).into_owned();
+                if path.is_empty() && name != ROOT {
+                    return Err(XmlError::UnexpectedRoot {
+                        expected: ROOT,
+                        found: name,
+                    });
+                }
+            }
+            Event::Text(t) => text.push_str(&t.unescape().map_err(|e| malformed(&e))?),
+            Event::CData(c) => text.push_str(&String::from_utf8_lossy(&c.into_inner())),
+            Event::End(end) => {
+                let name = String::from_utf8_lossy(end.local_name().as_ref()).into_owned();
+                if path.pop().as_deref() != Some(name.as_str()) {
+                    return Err(malformed(&format!("unbalanced </{name}>")));
+                }
+                let value = std::mem::take(&mut text);
+                let parent = path.last().map(String::as_str).unwrap_or("");
+                match (parent, name.as_str()) {
+                    (ROOT, "IsTruncated") => truncated = value,
+                    (ROOT, "NextMarker") => page.next_marker = value,
+                    ("Owner", "ID") => page.owner = value,
+                    ("Bucket", field) => {
+                        if let Some(bucket) = page.buckets.last_mut() {
+                            match field {
+                                "Name" => bucket.name = value,
+                                "Region" => bucket.region = value,
+                                "Location" => bucket.location = value,
+                                "CreationDate" => bucket.creation_date = value,
+                                "StorageClass" => bucket.storage_class = value,
+                                "ExtranetEndpoint" => bucket.extranet_endpoint = value,
+                                "IntranetEndpoint" => bucket.intranet_endpoint = value,
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !path.is_empty() {
+        return Err(malformed(&format!("<{}> is never closed", path.join("/"))));
+    }
+    page.is_truncated = match truncated.as_str() {
+        "" | "false" => false,
+        "true" => true,
+        other => return Err(malformed(&format!("IsTruncated is {other:?}, not true or false"))),
+    };
+    for bucket in &mut page.buckets {
+        if bucket.name.is_empty() {
+            return Err(XmlError::Missing("Bucket/Name"));
+        }
+        if bucket.region.is_empty() {
+            bucket.region = bucket
+                .location
+                .strip_prefix("oss-")
+                .unwrap_or(&bucket.location)
+                .to_owned();
+        }
+    }
+    if page.is_truncated && page.next_marker.is_empty() {
+        return Err(XmlError::Missing("NextMarker"));
+    }
+    Ok(page)
+}
+
+/// Writes a page as OSS does: the paging elements only when truncated (with the request's echo),
+/// every bucket field oss2 requires, children in alphabetical order.
+pub fn to_xml(page: &BucketPage, request: &ListRequest) -> String {
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListAllMyBucketsResult>");
+    if page.is_truncated {
+        xml.push_str(&format!(
+            "<Prefix>{}</Prefix><Marker>{}</Marker><MaxKeys>{}</MaxKeys><IsTruncated>true</IsTruncated><NextMarker>{}</NextMarker>",
+            escape(&request.prefix),
+            escape(&request.marker),
+            if request.max_keys == 0 { 100 } else { request.max_keys },
+            escape(&page.next_marker)
+        ));
+    }
+    xml.push_str(&format!(
+        "<Owner><ID>{0}</ID><DisplayName>{0}</DisplayName></Owner><Buckets>",
+        escape(&page.owner)
+    ));
+    for b in &page.buckets {
+        xml.push_str(&format!(
+            "<Bucket><CreationDate>{}</CreationDate><ExtranetEndpoint>{}</ExtranetEndpoint><IntranetEndpoint>{}</IntranetEndpoint><Location>{}</Location><Name>{}</Name><Region>{}</Region><StorageClass>{}</StorageClass></Bucket>",
+            escape(&b.creation_date),
+            escape(&b.extranet_endpoint),
+            escape(&b.intranet_endpoint),
+            escape(&b.location),
+            escape(&b.name),
+            escape(&b.region),
+            escape(&b.storage_class),
+        ));
+    }
+    xml.push_str("</Buckets></ListAllMyBucketsResult>");
+    xml
+}
+
+#[cfg(test)]
+mod tests;
