@@ -252,6 +252,7 @@ fn read_file(file: &Path, default_namespace: &str, schema: &Schema, manifests: &
         match read_document(document, default_namespace, schema) {
             Ok(Read::Resource(resource)) => manifests.resources.push((source, *resource)),
             Ok(Read::Secret(secret)) => manifests.secrets.push(secret),
+            Ok(Read::Kustomization) => {}
             Err(message) => manifests.errors.push(ManifestError {
                 origin: source,
                 message,
@@ -263,6 +264,8 @@ fn read_file(file: &Path, default_namespace: &str, schema: &Schema, manifests: &
 enum Read {
     Resource(Box<BucketEncryption>),
     Secret(SecretManifest),
+    /// A kustomize `Kustomization` (as `import` writes beside its resources): not a resource.
+    Kustomization,
 }
 
 /// The fields each kind may carry, from the CRD's own schema (one source of truth).
@@ -409,6 +412,9 @@ fn read_document(mut document: Value, default_namespace: &str, schema: &Schema) 
                 name: text(&document["metadata"]["name"]),
                 data,
             }))
+        }
+        (version, "Kustomization") if version.starts_with("kustomize.config.k8s.io/") => {
+            Ok(Read::Kustomization)
         }
         ("", _) | (_, "") => Err("missing apiVersion or kind".into()),
         _ => Err(format!(

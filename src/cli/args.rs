@@ -29,6 +29,10 @@ pub enum Command {
         #[command(flatten)]
         common: ManifestArgs,
     },
+    /// List the account's buckets, read each one's rule, and write one BucketEncryption per
+    /// bucket (Observe and Retain unless --manage) plus a kustomization.yaml: the account into
+    /// Git. `plan` over the result reports no change.
+    Import(ImportArgs),
     /// Run the controller: reconcile BucketEncryption resources of the cluster in the current
     /// kubeconfig context (KUBECONFIG, ~/.kube/config, or the in-cluster service account).
     Run(RunArgs),
@@ -93,6 +97,52 @@ pub struct ManifestArgs {
     /// the manifest does not set allowDowngrade: true. Without it such rows are blocked.
     #[arg(long)]
     pub allow_downgrade: bool,
+}
+
+/// Flags of `import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Import only buckets in this region (repeatable; default: every region). The first one is
+    /// also the endpoint the account is listed through.
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+
+    /// Import only buckets whose name starts with this.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+
+    /// Namespace of the resources written.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+
+    /// Write managementPolicy: Manage (the operator will correct drift) instead of Observe.
+    #[arg(long)]
+    pub manage: bool,
+
+    /// Write one file per resource and a kustomization.yaml into this directory (created if
+    /// missing; existing files are never overwritten). Default: every resource on stdout.
+    #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
+    pub output_dir: Option<std::path::PathBuf>,
+
+    /// Send every request to this endpoint instead of the regions' own (host or https URL).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+
+    /// A YAML or JSON file with accessKeyId, accessKeySecret and optionally securityToken
+    /// (default: the environment, then RRSA).
+    #[arg(long, value_name = "FILE")]
+    pub credentials_file: Option<std::path::PathBuf>,
+
+    /// Where credentials may be sent (as for `run`).
+    #[arg(long, value_delimiter = ',', default_value = ".aliyuncs.com")]
+    pub allowed_endpoint_suffixes: Vec<String>,
+
+    /// Buckets whose rule is read at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    #[command(flatten)]
+    pub rate: OssRateArgs,
 }
 
 /// The KMS key pre-flight (`run`, `plan` and `apply` alike).

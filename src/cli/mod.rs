@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod args;
+pub mod import;
 pub mod operator;
 pub mod output;
 
@@ -82,7 +83,7 @@ async fn stream(
 /// Reads `--credentials-file` (YAML or JSON with accessKeyId, accessKeySecret and optionally
 /// securityToken). A file that does not parse is named with the position of the problem, never
 /// quoted: it holds a secret.
-fn credentials_file(path: &std::path::Path) -> Result<Credentials, String> {
+pub(crate) fn credentials_file(path: &std::path::Path) -> Result<Credentials, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let value = crate::manifest::parse_document(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     Credentials::from_fields(|key| value.get(key).and_then(|v| v.as_str()).map(str::to_owned))
