@@ -475,5 +475,7 @@ pub fn reference_markdown() -> String {
     rows.join("\n") + "\n"
 }
 
+pub mod policy;
+
 #[cfg(test)]
 mod tests;

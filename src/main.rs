@@ -44,9 +44,11 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
-        Command::Crd { reference } => {
+        Command::Crd { reference, policy } => {
             if reference {
                 print!("{}", oss_encryption_operator::api::reference_markdown());
+            } else if policy {
+                print!("{}", oss_encryption_operator::api::policy::crd_yaml());
             } else {
                 print!("{}", oss_encryption_operator::api::crd_yaml());
             }

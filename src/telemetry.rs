@@ -56,6 +56,12 @@ struct OssLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    policy: String,
+    compliance: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KmsLabels {
     outcome: String,
     code: String,
@@ -79,6 +85,7 @@ pub struct Metrics {
     oss_requests: Family<OssLabels, Counter>,
     oss_request_duration: Family<ApiLabel, Histogram>,
     kms_requests: Family<KmsLabels, Counter>,
+    policy_buckets: Family<PolicyLabels, Gauge>,
     drift_corrections: Counter,
     objects: Family<ReadyLabel, Gauge>,
     leader: Gauge,
@@ -135,6 +142,12 @@ impl Metrics {
             "KMS DescribeKey attempts of the key pre-flight by outcome (HTTP status, timeout, connection, credentials) and KMS error code",
             kms_requests.clone(),
         );
+        let policy_buckets = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "policy_buckets",
+            "Buckets per BucketEncryptionPolicy by compliance (compliant, non_compliant, managed_by_resource, claimed_by_policy, excluded, error) at its last pass",
+            policy_buckets.clone(),
+        );
         let drift_corrections = Counter::default();
         registry.register(
             "drift_corrections",
@@ -175,6 +188,7 @@ impl Metrics {
             oss_requests,
             oss_request_duration,
             kms_requests,
+            policy_buckets,
             drift_corrections,
             objects,
             leader,
@@ -239,6 +253,25 @@ impl Metrics {
                     .observe(duration.as_secs_f64());
             },
         ))
+    }
+
+    /// A policy's bucket counts at its last pass.
+    pub fn set_policy_buckets(&self, policy: &str, counts: &crate::api::policy::BucketCounts) {
+        for (compliance, value) in [
+            ("compliant", counts.compliant),
+            ("non_compliant", counts.non_compliant),
+            ("managed_by_resource", counts.managed_by_resource),
+            ("claimed_by_policy", counts.claimed_by_policy),
+            ("excluded", counts.excluded),
+            ("error", counts.errors),
+        ] {
+            self.policy_buckets
+                .get_or_create(&PolicyLabels {
+                    policy: policy.to_owned(),
+                    compliance: compliance.to_owned(),
+                })
+                .set(value);
+        }
     }
 
     /// An observer for the KMS client that feeds `kms_requests_total`.

@@ -16,6 +16,20 @@ fn committed_crd_is_the_generated_one() {
 }
 
 #[test]
+fn committed_policy_crd_is_the_generated_one() {
+    let committed = std::fs::read_to_string(format!("{ROOT}/crds/bucketencryptionpolicy.yaml")).unwrap();
+    assert!(
+        committed == oss_encryption_operator::api::policy::crd_yaml(),
+        "crds/bucketencryptionpolicy.yaml is stale: run `cargo run -- crd --policy > crds/bucketencryptionpolicy.yaml`"
+    );
+    let helm = std::fs::read_to_string(format!(
+        "{ROOT}/deploy/helm/oss-encryption-operator/crds/bucketencryptionpolicy.yaml"
+    ))
+    .unwrap();
+    assert_eq!(helm, committed, "the chart carries the same CRD");
+}
+
+#[test]
 fn committed_crd_parses_as_a_custom_resource_definition() {
     let text = std::fs::read_to_string(format!("{ROOT}/crds/bucketencryption.yaml")).unwrap();
     let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =

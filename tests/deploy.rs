@@ -54,10 +54,20 @@ fn the_base_references_the_crd_service_account_and_rbac() {
         "Deployment",
         "Service",
     ] {
-        assert_eq!(kinds.get(kind).map(Vec::len), Some(1), "one {kind}");
+        let expected = if kind == "CustomResourceDefinition" { 2 } else { 1 };
+        assert_eq!(kinds.get(kind).map(Vec::len), Some(expected), "{kind}");
     }
-    let crd = &kinds["CustomResourceDefinition"][0];
-    assert_eq!(crd["metadata"]["name"], "bucketencryptions.oss.encryption.dev");
+    let crds: Vec<&str> = kinds["CustomResourceDefinition"]
+        .iter()
+        .map(|crd| crd["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        crds,
+        [
+            "bucketencryptions.oss.encryption.dev",
+            "bucketencryptionpolicies.oss.encryption.dev"
+        ]
+    );
     let namespace = kinds["Namespace"][0]["metadata"]["name"].as_str().unwrap();
     let account = &kinds["ServiceAccount"][0]["metadata"];
     assert_eq!(account["namespace"], namespace);
@@ -101,8 +111,10 @@ fn rbac_grants_exactly_the_verbs_used() {
     );
     assert_eq!(grants["bucketencryptions"], ["get", "list", "watch", "patch"]);
     assert_eq!(grants["bucketencryptions/status"], ["patch"]);
+    assert_eq!(grants["bucketencryptionpolicies"], ["get", "list", "watch"]);
+    assert_eq!(grants["bucketencryptionpolicies/status"], ["patch"]);
     assert_eq!(grants["events"], ["create", "patch"]);
-    assert_eq!(grants.len(), 4, "nothing else: {grants:?}");
+    assert_eq!(grants.len(), 6, "nothing else: {grants:?}");
 
     // Leases only in the operator's namespace, through a Role.
     let kinds = by_kind(&objects);

@@ -44,6 +44,9 @@ pub enum Command {
         /// Print the resource reference (Markdown table) instead.
         #[arg(long)]
         reference: bool,
+        /// Print the BucketEncryptionPolicy CRD (crds/bucketencryptionpolicy.yaml) instead.
+        #[arg(long, conflicts_with = "reference")]
+        policy: bool,
     },
     /// Print the version.
     Version,
@@ -286,6 +289,16 @@ pub struct RunArgs {
     /// spec.credentials. Set to false on multi-tenant clusters.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub allow_operator_credentials: bool,
+
+    /// Run the BucketEncryptionPolicy controller (watches the cluster-scoped policies; needs the
+    /// policy CRD and its ClusterRole rules). false: BucketEncryptions only.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_policies: bool,
+
+    /// Namespace of the Secrets that policies name (defaults to the pod's namespace); policies
+    /// never read Secrets anywhere else.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub policy_secret_namespace: String,
 
     /// Run several replicas: only the holder of a coordination.k8s.io Lease reconciles.
     #[arg(long)]

@@ -46,6 +46,8 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         instance: args.instance,
         deletion_timeout: args.deletion_timeout,
         key_checker,
+        policies: args.enable_policies,
+        policy_secret_namespace: args.policy_secret_namespace,
     };
     tracing::info!(?settings, "starting the controller");
     // One shutdown signal for the HTTP server, the election and the controller.

@@ -38,6 +38,10 @@ pub struct Settings {
     pub deletion_timeout: Duration,
     /// The KMS key pre-flight; `None` when switched off (`--kms-preflight=false`).
     pub key_checker: Option<KeyChecker>,
+    /// Run the BucketEncryptionPolicy controller (cluster-scoped; `--enable-policies`).
+    pub policies: bool,
+    /// Where policies' Secrets are read: the operator's own namespace.
+    pub policy_secret_namespace: String,
 }
 
 impl Default for Settings {
@@ -50,6 +54,8 @@ impl Default for Settings {
             instance: FIELD_MANAGER.into(),
             deletion_timeout: Duration::from_secs(300),
             key_checker: None,
+            policies: true,
+            policy_secret_namespace: "default".into(),
         }
     }
 }

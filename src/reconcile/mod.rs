@@ -9,6 +9,7 @@ pub mod error;
 pub mod finalizer;
 pub mod ownership;
 pub mod plan;
+pub mod policy;
 pub mod preflight;
 pub mod report;
 pub mod schedule;
@@ -19,7 +20,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -181,6 +182,7 @@ pub async fn run(
         },
     );
     let concurrency = settings.concurrency;
+    let policy_client = settings.policies.then(|| client.clone());
     let ctx = Arc::new(Context::new(
         client,
         oss,
@@ -253,19 +255,26 @@ pub async fn run(
         let _ = stop.send(Some(how));
     });
     let mut stopping = stopped.clone();
-    let runs = controllers.into_iter().map(|controller| {
-        let mut stopped = stopped.clone();
-        controller
-            .graceful_shutdown_on(async move {
-                let _ = stopped.wait_for(Option::is_some).await;
-            })
-            .run(steps::reconcile, error_policy, ctx.clone())
-            .for_each(|result| async move {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "reconcile loop reported an error");
-                }
-            })
-    });
+    let mut runs: Vec<futures_util::future::BoxFuture<'static, ()>> = controllers
+        .into_iter()
+        .map(|controller| {
+            let mut stopped = stopped.clone();
+            controller
+                .graceful_shutdown_on(async move {
+                    let _ = stopped.wait_for(Option::is_some).await;
+                })
+                .run(steps::reconcile, error_policy, ctx.clone())
+                .for_each(|result| async move {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "reconcile loop reported an error");
+                    }
+                })
+                .boxed()
+        })
+        .collect();
+    if let Some(client) = policy_client {
+        runs.push(policy_controller(client, ctx.clone(), stopped.clone()).boxed());
+    }
     let all = futures_util::future::join_all(runs);
     tokio::pin!(all);
     tokio::select! {
@@ -283,6 +292,42 @@ pub async fn run(
     metrics.set_leader(false);
     health.watched.store(0, std::sync::atomic::Ordering::Relaxed);
     health.stores.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}
+
+/// The BucketEncryptionPolicy controller: cluster-scoped policies, one pass per generation
+/// change or resync, sharing the OSS client, limiter, key checker and caches of `ctx`. Not part
+/// of readiness: an operator without the policy CRD still serves BucketEncryptions.
+async fn policy_controller(
+    client: kube::Client,
+    ctx: Arc<Context>,
+    mut stopped: tokio::sync::watch::Receiver<Option<Shutdown>>,
+) {
+    use crate::api::policy::BucketEncryptionPolicy;
+    let api: Api<BucketEncryptionPolicy> = Api::all(client);
+    let (reader, writer) = reflector::store::<BucketEncryptionPolicy>();
+    let triggers = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|object: &mut BucketEncryptionPolicy| object.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let pctx = Arc::new(policy::PolicyContext {
+        secret_namespace: ctx.settings.policy_secret_namespace.clone(),
+        ctx,
+        policies: reader.clone(),
+    });
+    Controller::for_stream(triggers, reader)
+        .with_config(ControllerConfig::default().concurrency(2))
+        .graceful_shutdown_on(async move {
+            let _ = stopped.wait_for(Option::is_some).await;
+        })
+        .run(policy::reconcile, policy::error_policy, pctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "policy loop reported an error");
+            }
+        })
+        .await;
 }
 
 /// How long shutdown waits for running reconciles before stopping anyway.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use kube::api::{Api, PostParams};
 use oss_encryption_operator::api::BucketEncryption;
+use oss_encryption_operator::api::policy::BucketEncryptionPolicy;
 use oss_encryption_operator::kms::{KeyChecker, KmsClient, KmsConfig};
 use oss_encryption_operator::oss::{ClientConfig, OssClient};
 use oss_encryption_operator::reconcile::{self, Health, Settings, Shutdown};
@@ -67,6 +68,9 @@ impl Harness {
         let kube = KubeApiServer::start().await;
         kube.register_crd(
             &serde_json::to_value(<BucketEncryption as kube::CustomResourceExt>::crd()).unwrap(),
+        );
+        kube.register_crd(
+            &serde_json::to_value(<BucketEncryptionPolicy as kube::CustomResourceExt>::crd()).unwrap(),
         );
         let oss = TestOss::start(buckets).await;
         let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(kube.client(), NAMESPACE);
