@@ -196,6 +196,12 @@ async fn main() {
 
     let mut kube = KubeApiServer::start().await;
     kube.register_crd(&serde_json::to_value(<BucketEncryption as kube::CustomResourceExt>::crd()).unwrap());
+    kube.register_crd(
+        &serde_json::to_value(
+            <oss_encryption_operator::api::policy::BucketEncryptionPolicy as kube::CustomResourceExt>::crd(),
+        )
+        .unwrap(),
+    );
     let buckets: Vec<String> = (0..n).map(bucket).collect();
     let bucket_refs: Vec<&str> = buckets.iter().map(String::as_str).collect();
     let oss = TestOss::start(&bucket_refs).await;

@@ -253,6 +253,9 @@ fn read_file(file: &Path, default_namespace: &str, schema: &Schema, manifests: &
             Ok(Read::Resource(resource)) => manifests.resources.push((source, *resource)),
             Ok(Read::Secret(secret)) => manifests.secrets.push(secret),
             Ok(Read::Kustomization) => {}
+            Ok(Read::Policy) => manifests.warnings.push(format!(
+                "{source}: BucketEncryptionPolicy skipped (policies are enforced by the running operator, not by plan/apply)"
+            )),
             Err(message) => manifests.errors.push(ManifestError {
                 origin: source,
                 message,
@@ -266,6 +269,8 @@ enum Read {
     Secret(SecretManifest),
     /// A kustomize `Kustomization` (as `import` writes beside its resources): not a resource.
     Kustomization,
+    /// A BucketEncryptionPolicy: the controller's business (it lists the account), not plan/apply's.
+    Policy,
 }
 
 /// The fields each kind may carry, from the CRD's own schema (one source of truth).
@@ -416,6 +421,7 @@ fn read_document(mut document: Value, default_namespace: &str, schema: &Schema) 
         (version, "Kustomization") if version.starts_with("kustomize.config.k8s.io/") => {
             Ok(Read::Kustomization)
         }
+        ("oss.encryption.dev/v1alpha1", "BucketEncryptionPolicy") => Ok(Read::Policy),
         ("", _) | (_, "") => Err("missing apiVersion or kind".into()),
         _ => Err(format!(
             "unsupported kind {kind} ({api_version}): expected oss.encryption.dev/v1alpha1 BucketEncryption or v1 Secret"

@@ -409,6 +409,14 @@ mod tests {
             Duration::from_millis(3),
         );
         (metrics.kms_observer().0)("404", "Forbidden.KeyNotFound");
+        metrics.set_policy_buckets(
+            "prod",
+            &crate::api::policy::BucketCounts {
+                compliant: 7,
+                non_compliant: 2,
+                ..Default::default()
+            },
+        );
         metrics.set_objects(&BTreeMap::from([("True".to_owned(), 3)]));
         let text = metrics.encode();
         for line in [
@@ -417,6 +425,8 @@ mod tests {
             "oss_encryption_operator_oss_requests_total{api=\"PutBucketEncryption\",outcome=\"403\",code=\"AccessDenied\"} 1",
             "oss_encryption_operator_drift_corrections_total 1",
             "oss_encryption_operator_kms_requests_total{outcome=\"404\",code=\"Forbidden.KeyNotFound\"} 1",
+            "oss_encryption_operator_policy_buckets{policy=\"prod\",compliance=\"compliant\"} 7",
+            "oss_encryption_operator_policy_buckets{policy=\"prod\",compliance=\"non_compliant\"} 2",
             "oss_encryption_operator_objects{status=\"True\"} 3",
             "oss_encryption_operator_objects{status=\"False\"} 0",
             "oss_encryption_operator_leader 1",

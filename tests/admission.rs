@@ -490,3 +490,73 @@ async fn message_expressions_reasons_field_paths_bounds_and_nulls() {
         )]
     );
 }
+
+#[tokio::test]
+async fn the_policy_crd_validates_its_rules_like_bucket_encryption() {
+    oss_encryption_operator::install_tls_provider();
+    let server = KubeApiServer::start().await;
+    let text = std::fs::read_to_string(format!("{ROOT}/crds/bucketencryptionpolicy.yaml")).unwrap();
+    server.register_crd(&serde_saphyr::from_str::<Value>(&text).unwrap());
+    let resource = ApiResource::erase::<oss_encryption_operator::api::policy::BucketEncryptionPolicy>(&());
+    let api: kube::Api<DynamicObject> = kube::Api::all_with(server.client(), &resource);
+    let policy = |name: &str, spec: Value| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryptionPolicy",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap()
+    };
+    let created = api
+        .create(
+            &PostParams::default(),
+            &policy(
+                "good",
+                json!({"rule": {"algorithm": "KMS", "kmsDataEncryption": "SM4"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        created.data["spec"]["managementPolicy"], "Observe",
+        "Observe by default"
+    );
+    for (spec, field, message) in [
+        (
+            json!({"rule": {"algorithm": "AES256", "kmsMasterKeyId": "k"}}),
+            "spec.rule",
+            "kmsMasterKeyId is only allowed with algorithm KMS",
+        ),
+        (
+            json!({"rule": {"algorithm": "KMS"}, "accept": [{"algorithm": "SM4", "kmsDataEncryption": "SM4"}]}),
+            "spec.accept[0]",
+            "kmsDataEncryption is only allowed with algorithm KMS",
+        ),
+        (
+            json!({"rule": {"algorithm": "KMS"}, "resyncInterval": "5s"}),
+            "spec.resyncInterval",
+            "resyncInterval must be between 30s and 24h",
+        ),
+    ] {
+        let error = api
+            .create(&PostParams::default(), &policy("bad", spec.clone()))
+            .await
+            .unwrap_err();
+        let causes = causes(&error);
+        assert!(
+            causes.iter().any(|(f, m)| f == field && m.contains(message)),
+            "{spec}: {causes:?}"
+        );
+    }
+    let error = api
+        .create(
+            &PostParams::default(),
+            &policy("bad", json!({"rule": {"algorithm": "DES"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        causes(&error).iter().any(|(f, _)| f == "spec.rule.algorithm"),
+        "{:?}",
+        causes(&error)
+    );
+}

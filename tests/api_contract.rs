@@ -85,6 +85,15 @@ fn every_example_deserialises_and_validates() {
                     let data = secret.string_data.unwrap();
                     assert!(data.contains_key("accessKeyId") && data.contains_key("accessKeySecret"));
                 }
+                Some("BucketEncryptionPolicy") => {
+                    let policy: oss_encryption_operator::api::policy::BucketEncryptionPolicy =
+                        serde_json::from_value(document)
+                            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    policy
+                        .spec
+                        .validate()
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                }
                 other => panic!("{}: unexpected kind {other:?}", path.display()),
             }
         }
