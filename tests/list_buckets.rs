@@ -145,11 +145,50 @@ async fn errors_are_the_documented_ones() {
         max_keys: 1001,
         ..ListRequest::default()
     };
+    let before = oss.emulator.state().total("ListBuckets");
     let error = client
         .list_buckets(&target, &oss.credentials, &too_many)
         .await
         .unwrap_err();
-    assert_eq!(error.status(), Some(400));
+    assert_eq!(
+        (error.attempts, error.status()),
+        (0, None),
+        "refused unsent: {error}"
+    );
+    assert!(error.to_string().contains("max-keys 1001"), "{error}");
+    assert_eq!(oss.emulator.state().total("ListBuckets"), before);
+    // The emulator itself refuses out-of-range values as OSS does (what oss2 sees).
+    for bad in ["0", "1001", "ten"] {
+        let query = vec![("max-keys".to_owned(), bad.to_owned())];
+        let mut headers = Vec::new();
+        let credentials = Credentials::new(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
+        let authorization = oss_encryption_operator::oss::sign::sign(
+            SignatureVersion::V4,
+            &credentials,
+            oss_encryption_operator::oss::sign::Target {
+                method: "GET",
+                bucket: None,
+                key: None,
+                query: &query,
+                region: "cn-hangzhou",
+            },
+            &mut headers,
+            jiff::Timestamp::now(),
+        );
+        let mut request = reqwest::Client::new()
+            .get(format!("{}/?max-keys={bad}", oss.emulator.url()))
+            .header("Authorization", authorization);
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 400, "max-keys={bad}");
+        let body = answer.text().await.unwrap();
+        assert!(
+            body.contains("<Code>InvalidArgument</Code>") && body.contains("0017-00000289"),
+            "{body}"
+        );
+    }
 }
 
 #[tokio::test]

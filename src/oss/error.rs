@@ -185,6 +185,9 @@ pub enum OssErrorKind {
     /// Refused before sending: a rule OSS would reject.
     #[error("{0}")]
     InvalidRule(#[from] RuleError),
+    /// Refused before sending: a request parameter OSS would reject (e.g. max-keys over 1000).
+    #[error("{0}")]
+    InvalidRequest(String),
 }
 
 /// An OSS call that failed, with which bucket and operation, after how many attempts.
@@ -225,9 +228,10 @@ impl OssError {
             OssErrorKind::BadResponse { .. } => Classification::Terminal,
             OssErrorKind::Redirect { .. } | OssErrorKind::BodyTooLarge { .. } => Classification::Terminal,
             OssErrorKind::Credentials(e) if e.is_transient() => Classification::Retryable,
-            OssErrorKind::Credentials(_) | OssErrorKind::Endpoint(_) | OssErrorKind::InvalidRule(_) => {
-                Classification::Terminal
-            }
+            OssErrorKind::Credentials(_)
+            | OssErrorKind::Endpoint(_)
+            | OssErrorKind::InvalidRule(_)
+            | OssErrorKind::InvalidRequest(_) => Classification::Terminal,
         }
     }
 

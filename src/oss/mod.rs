@@ -400,6 +400,18 @@ impl OssClient {
         request: &list::ListRequest,
     ) -> Result<Reply<list::BucketPage>, OssError> {
         let op = Operation::ListBuckets;
+        if request.max_keys > list::MAX_KEYS {
+            return Err(OssError {
+                operation: op,
+                bucket: String::new(),
+                attempts: 0,
+                kind: OssErrorKind::InvalidRequest(format!(
+                    "max-keys {} is out of range: 1 to {}",
+                    request.max_keys,
+                    list::MAX_KEYS
+                )),
+            });
+        }
         let call = Call {
             op,
             bucket: None,

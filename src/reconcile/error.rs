@@ -162,7 +162,7 @@ fn oss_row(error: &OssError) -> (Reason, Retry) {
         OssErrorKind::Endpoint(EndpointError::NotAllowed { .. } | EndpointError::PlainHttp(_)) => {
             return (Reason::EndpointNotAllowed, Retry::Terminal);
         }
-        OssErrorKind::Endpoint(_) | OssErrorKind::InvalidRule(_) => {
+        OssErrorKind::Endpoint(_) | OssErrorKind::InvalidRule(_) | OssErrorKind::InvalidRequest(_) => {
             return (Reason::InvalidSpec, Retry::AwaitChange);
         }
         _ if retry == Retry::Throttled => Reason::Throttled,
