@@ -90,6 +90,27 @@ async fn pages_through_every_bucket_of_every_region_in_order() {
 }
 
 #[tokio::test]
+async fn the_page_stream_follows_next_marker_and_stops_at_an_error() {
+    use futures_util::StreamExt;
+    let oss = fifty_buckets().await;
+    let client = oss.client();
+    let target = service(&oss, SignatureVersion::V4);
+    let pages: Vec<usize> = client
+        .bucket_pages(&target, &oss.credentials, "acct-", 20)
+        .map(|page| page.unwrap().buckets.len())
+        .collect()
+        .await;
+    assert_eq!(pages, [20, 20, 10]);
+    let wrong: CredentialsProvider = Credentials::new(ACCESS_KEY_ID, "wrong").into();
+    let results: Vec<bool> = client
+        .bucket_pages(&target, &wrong, "", 20)
+        .map(|page| page.is_ok())
+        .collect()
+        .await;
+    assert_eq!(results, [false], "one error, then the stream ends");
+}
+
+#[tokio::test]
 async fn a_bucket_created_later_is_listed() {
     let oss = fifty_buckets().await;
     let client = oss.client();

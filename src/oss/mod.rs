@@ -447,6 +447,36 @@ impl OssClient {
         })
     }
 
+    /// The account's buckets whose names start with `prefix`, a page (at most `max_keys`, 1..=1000)
+    /// at a time, following `NextMarker` until the listing ends; an error ends the stream.
+    pub fn bucket_pages<'a>(
+        &'a self,
+        service: &'a ServiceTarget,
+        credentials: &'a CredentialsProvider,
+        prefix: &str,
+        max_keys: u32,
+    ) -> impl futures_util::Stream<Item = Result<list::BucketPage, OssError>> + 'a {
+        let first = list::ListRequest {
+            prefix: prefix.to_owned(),
+            marker: String::new(),
+            max_keys,
+        };
+        futures_util::stream::unfold(Some(first), move |next| async move {
+            let mut request = next?;
+            match self.list_buckets(service, credentials, &request).await {
+                Ok(reply) => {
+                    let page = reply.value;
+                    let more = page.is_truncated.then(|| {
+                        request.marker = page.next_marker.clone();
+                        request
+                    });
+                    Some((Ok(page), more))
+                }
+                Err(error) => Some((Err(error), None)),
+            }
+        })
+    }
+
     /// Every bucket whose name starts with `prefix`, paging 1,000 at a time (names ascending).
     pub async fn list_all_buckets(
         &self,
@@ -454,20 +484,13 @@ impl OssClient {
         credentials: &CredentialsProvider,
         prefix: &str,
     ) -> Result<Vec<list::BucketSummary>, OssError> {
-        let mut request = list::ListRequest {
-            prefix: prefix.to_owned(),
-            marker: String::new(),
-            max_keys: list::MAX_KEYS,
-        };
+        use futures_util::StreamExt;
+        let mut pages = std::pin::pin!(self.bucket_pages(service, credentials, prefix, list::MAX_KEYS));
         let mut buckets = Vec::new();
-        loop {
-            let page = self.list_buckets(service, credentials, &request).await?.value;
-            buckets.extend(page.buckets);
-            if !page.is_truncated {
-                return Ok(buckets);
-            }
-            request.marker = page.next_marker;
+        while let Some(page) = pages.next().await {
+            buckets.extend(page?.buckets);
         }
+        Ok(buckets)
     }
 
     fn refused(&self, operation: Operation, target: &BucketTarget, kind: OssErrorKind) -> OssError {
