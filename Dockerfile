@@ -1,5 +1,8 @@
-# Build: docker build -t oss-encryption-operator .
+# Build: docker build --build-arg COMMIT=$(git rev-parse --short=12 HEAD) -t oss-encryption-operator .
 FROM rust:1.95-bookworm AS build
+# .git is not copied in: the commit for oss_encryption_operator_build_info comes in as an argument.
+ARG COMMIT=unknown
+ENV OSS_ENCRYPTION_OPERATOR_COMMIT=${COMMIT}
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin oss-encryption-operator \

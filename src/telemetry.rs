@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::oss::{Observer, Operation};
@@ -77,6 +78,15 @@ struct ReadyLabel {
     status: String,
 }
 
+/// A reconcile waiting for a slot (see [`Metrics::queued`]); leaves the queue when dropped.
+pub struct Queued(Gauge);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The operator's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -86,6 +96,7 @@ pub struct Metrics {
     oss_request_duration: Family<ApiLabel, Histogram>,
     kms_requests: Family<KmsLabels, Counter>,
     policy_buckets: Family<PolicyLabels, Gauge>,
+    queue_depth: Gauge,
     drift_corrections: Counter,
     objects: Family<ReadyLabel, Gauge>,
     leader: Gauge,
@@ -142,6 +153,20 @@ impl Metrics {
             "KMS DescribeKey attempts of the key pre-flight by outcome (HTTP status, timeout, connection, credentials) and KMS error code",
             kms_requests.clone(),
         );
+        registry.register(
+            "build",
+            "The operator's version and the commit it was built from",
+            Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", env!("BUILD_COMMIT")),
+            ]),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "reconcile_queue_depth",
+            "Reconciles due and waiting for one of the --concurrency slots",
+            queue_depth.clone(),
+        );
         let policy_buckets = Family::<PolicyLabels, Gauge>::default();
         registry.register(
             "policy_buckets",
@@ -189,6 +214,7 @@ impl Metrics {
             oss_request_duration,
             kms_requests,
             policy_buckets,
+            queue_depth,
             drift_corrections,
             objects,
             leader,
@@ -253,6 +279,12 @@ impl Metrics {
                     .observe(duration.as_secs_f64());
             },
         ))
+    }
+
+    /// Counts a reconcile as waiting for a concurrency slot until the guard drops.
+    pub fn queued(&self) -> Queued {
+        self.queue_depth.inc();
+        Queued(self.queue_depth.clone())
     }
 
     /// A policy's bucket counts at its last pass.
@@ -418,7 +450,15 @@ mod tests {
             },
         );
         metrics.set_objects(&BTreeMap::from([("True".to_owned(), 3)]));
+        let waiting = [metrics.queued(), metrics.queued()];
+        drop(metrics.queued());
         let text = metrics.encode();
+        drop(waiting);
+        assert!(
+            metrics
+                .encode()
+                .contains("oss_encryption_operator_reconcile_queue_depth 0")
+        );
         for line in [
             "oss_encryption_operator_reconciles_total{result=\"ok\"} 1",
             "oss_encryption_operator_oss_requests_total{api=\"GetBucketEncryption\",outcome=\"200\",code=\"\"} 1",
@@ -430,6 +470,14 @@ mod tests {
             "oss_encryption_operator_objects{status=\"True\"} 3",
             "oss_encryption_operator_objects{status=\"False\"} 0",
             "oss_encryption_operator_leader 1",
+            "oss_encryption_operator_reconcile_queue_depth 2",
+            concat!(
+                "oss_encryption_operator_build_info{version=\"",
+                env!("CARGO_PKG_VERSION"),
+                "\",commit=\"",
+                env!("BUILD_COMMIT"),
+                "\"} 1"
+            ),
             "oss_encryption_operator_reconcile_duration_seconds_count 1",
             "oss_encryption_operator_oss_request_duration_seconds_count{api=\"GetBucketEncryption\"} 1",
         ] {

@@ -29,7 +29,9 @@ use crate::oss::{BucketTarget, CredentialsProvider, EncryptionRule, Reply};
 /// Reconciles one object, within the global concurrency bound, timed and counted in the metrics.
 pub async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
     // The semaphore is never closed, so acquiring only waits.
+    let queued = ctx.metrics.queued();
     let _permit = ctx.permits.acquire().await;
+    drop(queued);
     let started = Instant::now();
     let span = tracing::info_span!(
         "reconcile",
