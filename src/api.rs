@@ -326,37 +326,9 @@ impl BucketEncryptionSpec {
         if self.kms_data_encryption.is_some() && self.algorithm != Algorithm::Kms {
             problems.push("spec.kmsDataEncryption: only allowed with algorithm KMS".into());
         }
-        let resync_interval = match self
-            .resync_interval
-            .as_deref()
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-        {
-            None => None,
-            Some(text) => match parse_duration(text) {
-                Some(d) if (MIN_RESYNC..=MAX_RESYNC).contains(&d) => Some(d),
-                Some(d) if d < MIN_RESYNC => {
-                    problems.push(format!(
-                        "spec.resyncInterval: {text} is shorter than the minimum of 30s"
-                    ));
-                    None
-                }
-                Some(_) => {
-                    problems.push(format!(
-                        "spec.resyncInterval: {} is longer than the maximum of 24h",
-                        text.chars().take(32).collect::<String>()
-                    ));
-                    None
-                }
-                None => {
-                    problems.push(format!(
-                        "spec.resyncInterval: {:?} is not a duration such as 90s, 5m or 1h30m",
-                        text.chars().take(32).collect::<String>()
-                    ));
-                    None
-                }
-            },
-        };
+        let resync_interval = resync_interval(self.resync_interval.as_deref())
+            .map_err(|problem| problems.push(problem))
+            .unwrap_or(None);
         if let Some(secret) = &self.credentials
             && secret.secret_ref.name.trim().is_empty()
         {
@@ -386,6 +358,27 @@ impl BucketEncryptionSpec {
             }),
             _ => Err(InvalidSpec(problems)),
         }
+    }
+}
+
+/// `spec.resyncInterval` checked: absent or empty is `None`; otherwise a duration from 30s to
+/// 24h, or the problem (naming the field) when it is not one.
+pub fn resync_interval(value: Option<&str>) -> Result<Option<Duration>, String> {
+    let Some(text) = value.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let shown: String = text.chars().take(32).collect();
+    match parse_duration(text) {
+        Some(d) if (MIN_RESYNC..=MAX_RESYNC).contains(&d) => Ok(Some(d)),
+        Some(d) if d < MIN_RESYNC => Err(format!(
+            "spec.resyncInterval: {shown} is shorter than the minimum of 30s"
+        )),
+        Some(_) => Err(format!(
+            "spec.resyncInterval: {shown} is longer than the maximum of 24h"
+        )),
+        None => Err(format!(
+            "spec.resyncInterval: {shown:?} is not a duration such as 90s, 5m or 1h30m"
+        )),
     }
 }
 

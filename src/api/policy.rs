@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Algorithm, Condition, CredentialsSource, KmsDataEncryption, ManagementPolicy, SignatureVersionSpec,
-    parse_duration,
 };
 use crate::oss::endpoint::{self, Endpoint};
 use crate::oss::{DataEncryption, EncryptionRule, SignatureVersion, SseAlgorithm};
@@ -260,24 +259,9 @@ impl BucketEncryptionPolicySpec {
                 .map_err(|e| problems.push(format!("spec.endpoint: {e}")))
                 .ok(),
         };
-        let resync_interval = match self
-            .resync_interval
-            .as_deref()
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-        {
-            None => None,
-            Some(text) => match parse_duration(text) {
-                Some(d) if (super::MIN_RESYNC..=super::MAX_RESYNC).contains(&d) => Some(d),
-                _ => {
-                    problems.push(format!(
-                        "spec.resyncInterval: {:?} is not a duration from 30s to 24h",
-                        text.chars().take(32).collect::<String>()
-                    ));
-                    None
-                }
-            },
-        };
+        let resync_interval = super::resync_interval(self.resync_interval.as_deref())
+            .map_err(|problem| problems.push(problem))
+            .unwrap_or(None);
         if let Some(secret) = &self.credentials
             && secret.secret_ref.name.trim().is_empty()
         {

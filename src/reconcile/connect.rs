@@ -43,13 +43,23 @@ async fn credentials(resource: &BucketEncryption, ctx: &Context) -> Result<Crede
         });
     };
     let namespace = resource.namespace().unwrap_or_default();
-    let name = &source.secret_ref.name;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    secret_credentials(ctx, &namespace, &source.secret_ref.name, "").await
+}
+
+/// Credentials from a Secret (read now with `get`, never cached, listed or watched); `hint` is
+/// added to the not-found message.
+pub async fn secret_credentials(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    hint: &str,
+) -> Result<CredentialsProvider, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let secret = secrets
         .get_opt(name)
         .await
         .map_err(|e| Error::kube(format!("reading Secret {namespace}/{name}"), e))?
-        .ok_or_else(|| Error::CredentialsNotFound(format!("Secret {namespace}/{name} not found")))?;
+        .ok_or_else(|| Error::CredentialsNotFound(format!("Secret {namespace}/{name} not found{hint}")))?;
     let data = secret.data.unwrap_or_default();
     let credentials =
         Credentials::from_fields(|key| data.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned()))

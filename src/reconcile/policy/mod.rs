@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -29,7 +28,7 @@ use crate::api::policy::{BucketCounts, BucketEncryptionPolicy, BucketEncryptionP
 use crate::api::{Condition, ManagementPolicy};
 use crate::kms::Verdict;
 use crate::oss::list::BucketSummary;
-use crate::oss::{BucketTarget, Credentials, CredentialsProvider, ServiceTarget, describe_rule};
+use crate::oss::{BucketTarget, CredentialsProvider, ServiceTarget, describe_rule};
 
 /// What the policy controller shares across passes.
 pub struct PolicyContext {
@@ -403,25 +402,13 @@ async fn credentials(
             )
         });
     };
-    let namespace = &pctx.secret_namespace;
-    let name = &source.secret_ref.name;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let secret = secrets
-        .get_opt(name)
-        .await
-        .map_err(|e| Error::kube(format!("reading Secret {namespace}/{name}"), e))?
-        .ok_or_else(|| {
-            Error::CredentialsNotFound(format!(
-                "Secret {namespace}/{name} not found (a policy's Secret lives in the operator's namespace)"
-            ))
-        })?;
-    let data = secret.data.unwrap_or_default();
-    let credentials =
-        Credentials::from_fields(|key| data.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned()))
-            .map_err(|missing| {
-                Error::CredentialsNotFound(format!("Secret {namespace}/{name} has {missing}"))
-            })?;
-    Ok(CredentialsProvider::Static(credentials))
+    super::connect::secret_credentials(
+        ctx,
+        &pctx.secret_namespace,
+        &source.secret_ref.name,
+        " (a policy's Secret lives in the operator's namespace)",
+    )
+    .await
 }
 
 fn now() -> String {
