@@ -178,6 +178,30 @@ async fn throttling_and_unavailability_are_retried_then_reported() {
 }
 
 #[tokio::test]
+async fn a_skewed_clock_is_corrected_from_the_answers_date() {
+    let oss = kms_with(&[("key-abc", key(REGION, &[]))]).await;
+    oss.emulator
+        .state()
+        .set_clock_offset(jiff::SignedDuration::from_secs(40 * 60));
+    let client = client_for(&oss);
+    let first = client
+        .describe_key(REGION, "key-abc", &oss.credentials)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.attempts, 2,
+        "refused once (InvalidTimeStamp.Expired), then corrected"
+    );
+    let second = client
+        .describe_key(REGION, "key-abc", &oss.credentials)
+        .await
+        .unwrap();
+    assert_eq!(second.attempts, 1, "the correction is kept");
+    let counts = oss.emulator.state().counters()["DescribeKey"].clone();
+    assert_eq!((counts.get(&400), counts.get(&200)), (Some(&1), Some(&2)));
+}
+
+#[tokio::test]
 async fn endpoints_outside_the_allow_list_get_no_request() {
     let oss = kms_with(&[("key-abc", key(REGION, &[]))]).await;
     let client = KmsClient::new(KmsConfig {

@@ -31,7 +31,7 @@ pub fn is_kms(headers: &HeaderMap, raw_query: &str) -> bool {
 /// An error answer: status, code, message.
 struct Fault(u16, &'static str, String);
 
-fn json(status: u16, value: &serde_json::Value, request_id: &str) -> Response {
+fn json(status: u16, value: &serde_json::Value, request_id: &str, now: Timestamp) -> Response {
     let mut response = Response::new(axum::body::Body::from(value.to_string()));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     let headers = response.headers_mut();
@@ -41,6 +41,10 @@ fn json(status: u16, value: &serde_json::Value, request_id: &str) -> Response {
     );
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert("x-acs-request-id", value);
+    }
+    // The gateway's clock, from which clients correct their own (as for OSS).
+    if let Ok(value) = HeaderValue::from_str(&crate::oss::sign::http_date(now)) {
+        headers.insert("date", value);
     }
     response
 }
@@ -79,6 +83,7 @@ pub async fn handle(
             200,
             &serde_json::json!({"KeyMetadata": metadata, "RequestId": request_id}),
             &request_id,
+            state.now(),
         ),
         Err(Fault(status, code, message)) => json(
             status,
@@ -87,6 +92,7 @@ pub async fn handle(
                 "Recommend": format!("https://api.aliyun.com/troubleshoot?q={code}"),
             }),
             &request_id,
+            state.now(),
         ),
     };
     state.count("DescribeKey", response.status().as_u16());

@@ -13,6 +13,7 @@ pub mod sign;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -93,7 +94,12 @@ pub struct KmsClient {
     http: reqwest::Client,
     config: Arc<KmsConfig>,
     limiter: Arc<RateLimiter>,
+    /// Server time minus local time, learned from a clock-skew answer's `Date`.
+    clock_offset_ms: Arc<AtomicI64>,
 }
+
+/// The codes KMS answers a request signed with a time outside its 15-minute window with.
+const CLOCK_SKEW_CODES: &[&str] = &["InvalidTimeStamp.Expired", "IllegalTimestamp"];
 
 impl KmsClient {
     /// Builds the client (rustls with ring, redirects off).
@@ -109,6 +115,7 @@ impl KmsClient {
             http: builder.build()?,
             limiter: Arc::new(RateLimiter::new(config.qps, config.burst, RateMode::Adaptive)),
             config: Arc::new(config),
+            clock_offset_ms: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -181,6 +188,11 @@ impl KmsClient {
                 _ => retry.max_attempts.max(1),
             };
             tracing::debug!(key = key_id, region, attempt, ?classification, error = %error.kind, "KMS attempt failed");
+            // A skewed clock is corrected from the answer's Date (in `attempt`) and retried once at once.
+            let skewed = error.code().is_some_and(|code| CLOCK_SKEW_CODES.contains(&code));
+            if skewed && attempt == 1 {
+                continue;
+            }
             if classification == Classification::Terminal || attempt >= limit {
                 return Err(error);
             }
@@ -204,7 +216,12 @@ impl KmsClient {
             None => url.host_str().unwrap_or_default().to_owned(),
         };
         let nonce = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        let date = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let offset = jiff::SignedDuration::from_millis(self.clock_offset_ms.load(Ordering::Relaxed));
+        let date = Timestamp::now()
+            .checked_add(offset)
+            .unwrap_or_else(|_| Timestamp::now())
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
         let signed = request::describe_key(&request::Inputs {
             credentials: &credentials,
             host: &host,
@@ -227,6 +244,11 @@ impl KmsClient {
         }
         let status = response.status().as_u16();
         let retry_after = response.headers().contains_key("x-acs-retry-after");
+        let server_date = response
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::oss::sign::parse_http_date);
         let header_request_id = response
             .headers()
             .get("x-acs-request-id")
@@ -246,6 +268,16 @@ impl KmsClient {
         };
         if !(200..300).contains(&status) {
             let mut error = ServiceError::from_response(status, &body, retry_after);
+            if CLOCK_SKEW_CODES.contains(&error.code.as_str())
+                && let Some(server) = server_date
+            {
+                let millis = i64::try_from(server.duration_since(Timestamp::now()).as_millis()).unwrap_or(0);
+                self.clock_offset_ms.store(millis, Ordering::Relaxed);
+                tracing::warn!(
+                    offset_ms = millis,
+                    "local clock differs from KMS; correcting signatures"
+                );
+            }
             if error.request_id.is_empty() {
                 error.request_id = header_request_id;
             }
