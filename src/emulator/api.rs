@@ -49,6 +49,25 @@ fn address(host: &str, path: &str) -> Result<(String, String), OssFault> {
     Ok((bucket, rest))
 }
 
+/// The throttling or server error the configured faults inject into this request, if any.
+fn injected_fault(state: &EmulatorState, over_qps: bool) -> Option<OssFault> {
+    let faults = state.faults();
+    if over_qps || (faults.throttle_rate > 0.0 && fastrand::f64() < faults.throttle_rate) {
+        return Some(OssFault::throttled());
+    }
+    (faults.internal_error_rate > 0.0 && fastrand::f64() < faults.internal_error_rate)
+        .then(OssFault::internal_error)
+}
+
+/// The request's headers as `(name, value)` pairs, as the signature checks read them (values
+/// that are not text are left out).
+pub(super) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
+        .collect()
+}
+
 /// A request to the service itself (ListBuckets): `GET /` on a service host
 /// (`oss-<region>[-internal].aliyuncs.com`) or on a path-style (IP or localhost) address.
 fn is_service(host: &str, path: &str) -> bool {
@@ -70,12 +89,8 @@ fn list_buckets(
     over_qps: bool,
 ) -> Answer {
     let fail = |fault: OssFault| (fault, String::new());
-    let faults = state.faults();
-    if over_qps || (faults.throttle_rate > 0.0 && fastrand::f64() < faults.throttle_rate) {
-        return Err(fail(OssFault::throttled()));
-    }
-    if faults.internal_error_rate > 0.0 && fastrand::f64() < faults.internal_error_rate {
-        return Err(fail(OssFault::internal_error()));
+    if let Some(fault) = injected_fault(state, over_qps) {
+        return Err(fail(fault));
     }
     if *method != Method::GET {
         return Err(fail(OssFault::new(
@@ -86,10 +101,7 @@ fn list_buckets(
         )));
     }
     let query = parse_query(raw_query);
-    let header_pairs: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
-        .collect();
+    let header_pairs = header_pairs(headers);
     let signed = SignedRequest {
         method: method.as_str(),
         bucket: None,
@@ -208,12 +220,8 @@ fn answer(
     state.count_bucket(&bucket);
     let fail = |fault: OssFault| (fault, bucket.clone());
 
-    let faults = state.faults();
-    if over_qps || (faults.throttle_rate > 0.0 && fastrand::f64() < faults.throttle_rate) {
-        return Err(fail(OssFault::throttled()));
-    }
-    if faults.internal_error_rate > 0.0 && fastrand::f64() < faults.internal_error_rate {
-        return Err(fail(OssFault::internal_error()));
+    if let Some(fault) = injected_fault(state, over_qps) {
+        return Err(fail(fault));
     }
 
     let query = parse_query(raw_query);
@@ -237,10 +245,7 @@ fn answer(
     // OSS authenticates against the bucket's region, so an unknown bucket is answered after the
     // signature is checked with the scope it claims; a missing bucket is still NoSuchBucket.
     let stored = state.bucket(&bucket);
-    let header_pairs: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
-        .collect();
+    let header_pairs = header_pairs(headers);
     let signed = SignedRequest {
         method: method.as_str(),
         bucket: Some(&bucket),

@@ -314,10 +314,7 @@ fn verify_v3(
         &parsed.access_key_id,
         header(headers, "x-acs-security-token"),
     )?;
-    let pairs: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
+    let pairs = super::api::header_pairs(headers);
     let canonical = sign::canonical_request(&sign::Request {
         method: method.as_str(),
         path,
