@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use oss_encryption_operator::emulator::{EmulatorConfig, KmsKey, StoredRule};
 use support::oss::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, REGION, TestOss};
 
@@ -40,52 +38,22 @@ const DOWNGRADE: &str = "apiVersion: oss.encryption.dev/v1alpha1\nkind: BucketEn
 
 const KEYS: &str = "apiVersion: oss.encryption.dev/v1alpha1\nkind: BucketEncryption\nmetadata: {name: good, namespace: ns}\nspec: {bucket: key-good, region: cn-hangzhou, algorithm: KMS, kmsMasterKeyId: key-good}\n---\napiVersion: oss.encryption.dev/v1alpha1\nkind: BucketEncryption\nmetadata: {name: bad, namespace: ns}\nspec: {bucket: key-bad, region: cn-hangzhou, algorithm: KMS, kmsMasterKeyId: key-missing}\n";
 
-/// Runs the binary against the emulator for OSS and KMS (off the runtime's thread).
+/// Runs the binary over `manifest` with the test key, OSS and KMS calls going to the emulator.
 async fn cli(oss: &TestOss, manifest: &str, args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.yaml");
     std::fs::write(&path, manifest).unwrap();
-    let credentials = dir.path().join("credentials.yaml");
-    std::fs::write(
-        &credentials,
-        format!("accessKeyId: {ACCESS_KEY_ID}\naccessKeySecret: {ACCESS_KEY_SECRET}\n"),
-    )
-    .unwrap();
+    let credentials = oss.write_credentials(dir.path());
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    all.extend(
-        [
-            "-f",
-            path.to_str().unwrap(),
-            "--credentials-file",
-            credentials.to_str().unwrap(),
-            "--endpoint",
-            &oss.emulator.url(),
-            "--kms-endpoint",
-            &oss.emulator.url(),
-            "--allowed-endpoint-suffixes",
-            &oss.emulator.endpoint().authority(),
-        ]
-        .map(str::to_owned),
-    );
-    tokio::task::spawn_blocking(move || {
-        let _keep = dir;
-        let output = Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
-            .args(&all)
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
-}
-
-fn writes(oss: &TestOss) -> u64 {
-    let state = oss.emulator.state();
-    state.total("PutBucketEncryption") + state.total("DeleteBucketEncryption")
+    all.extend([
+        "-f".to_owned(),
+        path.display().to_string(),
+        "--credentials-file".to_owned(),
+        credentials.display().to_string(),
+        "--kms-endpoint".to_owned(),
+        oss.emulator.url(),
+    ]);
+    oss.cli(all).await
 }
 
 #[tokio::test]
@@ -105,7 +73,7 @@ async fn a_downgrade_is_a_blocked_row_until_allowed() {
 
     let (code, stdout, _) = cli(&oss, DOWNGRADE, &["apply"]).await;
     assert_eq!(code, 1, "{stdout}");
-    assert_eq!(writes(&oss), 0, "apply wrote nothing");
+    assert_eq!(oss.writes(), 0, "apply wrote nothing");
 
     let (code, stdout, _) = cli(
         &oss,
@@ -184,5 +152,5 @@ async fn a_key_check_that_cannot_run_is_an_error_row() {
         good.contains("error") && good.contains("check failed") && good.contains("Forbidden.NoPermission"),
         "{good}"
     );
-    assert_eq!(writes(&oss), 0);
+    assert_eq!(oss.writes(), 0);
 }

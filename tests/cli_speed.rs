@@ -14,7 +14,7 @@ use support::oss::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, REGION, TestOss};
 const ALGORITHMS: [&str; 4] = ["AES256", "SM4", "KMS", "None"];
 
 /// `count` resources over buckets `speed-0000…`, algorithms in rotation, and a credentials file.
-fn manifests(dir: &Path, count: usize) -> (String, String) {
+fn manifests(oss: &TestOss, dir: &Path, count: usize) -> (String, String) {
     let mut text = String::new();
     for i in 0..count {
         text.push_str(&format!(
@@ -24,12 +24,7 @@ fn manifests(dir: &Path, count: usize) -> (String, String) {
     }
     let path = dir.join("many.yaml");
     std::fs::write(&path, text).unwrap();
-    let credentials = dir.join("credentials.yaml");
-    std::fs::write(
-        &credentials,
-        format!("accessKeyId: {ACCESS_KEY_ID}\naccessKeySecret: {ACCESS_KEY_SECRET}\n"),
-    )
-    .unwrap();
+    let credentials = oss.write_credentials(dir);
     (path.display().to_string(), credentials.display().to_string())
 }
 
@@ -62,26 +57,6 @@ async fn emulator(count: usize) -> TestOss {
     .await
 }
 
-/// Runs the binary against the emulator (off the runtime's thread, which serves the emulator).
-async fn cli(oss: &TestOss, args: Vec<String>) -> (i32, String, String) {
-    let endpoint = oss.emulator.url();
-    let authority = oss.emulator.endpoint().authority();
-    tokio::task::spawn_blocking(move || {
-        let output = Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
-            .args(&args)
-            .args(["--endpoint", &endpoint, "--allowed-endpoint-suffixes", &authority])
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
-}
-
 fn args(command: &str, path: &str, credentials: &str, extra: &[&str]) -> Vec<String> {
     let mut args = vec![command, "-f", path, "--credentials-file", credentials];
     args.extend(extra);
@@ -97,9 +72,10 @@ async fn rows_come_out_in_manifest_order_while_resources_run_concurrently() {
         ..Faults::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let (path, credentials) = manifests(dir.path(), count);
-    let (code, stdout, stderr) =
-        cli(&oss, args("apply", &path, &credentials, &["--concurrency", "16"])).await;
+    let (path, credentials) = manifests(&oss, dir.path(), count);
+    let (code, stdout, stderr) = oss
+        .cli(args("apply", &path, &credentials, &["--concurrency", "16"]))
+        .await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     let names: Vec<&str> = stdout
         .lines()
@@ -127,9 +103,9 @@ async fn a_throttling_account_is_met_by_the_adaptive_limiter() {
         ..Faults::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let (path, credentials) = manifests(dir.path(), count);
+    let (path, credentials) = manifests(&oss, dir.path(), count);
     // Default flags: adaptive mode, ceiling 500, concurrency 16.
-    let (code, stdout, stderr) = cli(&oss, args("apply", &path, &credentials, &["-o", "json"])).await;
+    let (code, stdout, stderr) = oss.cli(args("apply", &path, &credentials, &["-o", "json"])).await;
     assert_eq!(code, 0, "every resource applied: {stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["errors"], 0);
@@ -150,7 +126,7 @@ async fn a_closed_stdout_ends_the_run_quietly() {
     let count = 200;
     let oss = emulator(count).await;
     let dir = tempfile::tempdir().unwrap();
-    let (path, credentials) = manifests(dir.path(), count);
+    let (path, credentials) = manifests(&oss, dir.path(), count);
     let endpoint = oss.emulator.url();
     let authority = oss.emulator.endpoint().authority();
     let (first, status, stderr) = tokio::task::spawn_blocking(move || {

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use oss_encryption_operator::emulator::{EmulatorConfig, KmsKey, StoredRule};
 use support::oss::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, TestOss};
 
@@ -55,50 +53,16 @@ async fn account() -> TestOss {
     oss
 }
 
-/// The binary against the emulator (off the runtime's thread, which serves the emulator).
-async fn cli(oss: &TestOss, args: Vec<String>) -> (i32, String, String) {
+/// The binary against the emulator with the test key.
+async fn cli(oss: &TestOss, mut args: Vec<String>) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let credentials = dir.path().join("credentials.yaml");
-    std::fs::write(
-        &credentials,
-        format!("accessKeyId: {ACCESS_KEY_ID}\naccessKeySecret: {ACCESS_KEY_SECRET}\n"),
-    )
-    .unwrap();
-    let mut all = args;
-    all.extend(
-        [
-            "--credentials-file",
-            credentials.to_str().unwrap(),
-            "--endpoint",
-            &oss.emulator.url(),
-            "--allowed-endpoint-suffixes",
-            &oss.emulator.endpoint().authority(),
-        ]
-        .map(str::to_owned),
-    );
-    tokio::task::spawn_blocking(move || {
-        let _keep = dir;
-        let output = Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
-            .args(&all)
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
+    let credentials = oss.write_credentials(dir.path());
+    args.extend(["--credentials-file".to_owned(), credentials.display().to_string()]);
+    oss.cli(args).await
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
-}
-
-fn writes(oss: &TestOss) -> u64 {
-    let state = oss.emulator.state();
-    state.total("PutBucketEncryption") + state.total("DeleteBucketEncryption")
 }
 
 #[tokio::test]
@@ -143,7 +107,7 @@ async fn import_then_plan_shows_no_change_and_apply_writes_nothing() {
         "50 buckets: one page"
     );
     assert_eq!(oss.emulator.state().total("GetBucketEncryption"), 50);
-    assert_eq!(writes(&oss), 0, "import only reads");
+    assert_eq!(oss.writes(), 0, "import only reads");
 
     let kms = oss.emulator.url();
     let (code, stdout, stderr) = cli(
@@ -165,7 +129,7 @@ async fn import_then_plan_shows_no_change_and_apply_writes_nothing() {
     );
     let (code, stdout, _) = cli(&oss, strings(&["apply", "-f", dir_arg, "--kms-endpoint", &kms])).await;
     assert_eq!(code, 0, "{stdout}");
-    assert_eq!(writes(&oss), 0, "apply of an import writes nothing");
+    assert_eq!(oss.writes(), 0, "apply of an import writes nothing");
 
     // A second import into the same directory refuses to overwrite anything.
     let (code, _, stderr) = cli(&oss, strings(&["import", "-o", dir_arg])).await;

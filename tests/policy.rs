@@ -93,11 +93,6 @@ async fn events(h: &Harness, name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn writes(h: &Harness) -> u64 {
-    let state = h.oss.emulator.state();
-    state.total("PutBucketEncryption") + state.total("DeleteBucketEncryption")
-}
-
 fn rules(h: &Harness) -> BTreeMap<String, Option<String>> {
     h.oss
         .emulator
@@ -119,7 +114,7 @@ async fn observe_reports_exact_counts_and_writes_nothing() {
     )
     .await;
     h.wait_ready("owned", "True", "InSync").await;
-    let before = writes(&h);
+    let before = h.oss.writes();
     create_policy(
         &h,
         "kms-everywhere",
@@ -179,7 +174,7 @@ async fn observe_reports_exact_counts_and_writes_nothing() {
         (ready["status"].as_str(), ready["reason"].as_str()),
         (Some("False"), Some("NonCompliant"))
     );
-    assert_eq!(writes(&h), before, "Observe never writes");
+    assert_eq!(h.oss.writes(), before, "Observe never writes");
     let events = events(&h, "kms-everywhere").await;
     assert!(
         events
@@ -201,7 +196,7 @@ async fn manage_fixes_exactly_the_non_compliant_unowned_unexcluded_buckets_and_n
     .await;
     h.wait_ready("owned", "True", "InSync").await;
     let before = rules(&h);
-    let writes_before = writes(&h);
+    let writes_before = h.oss.writes();
     create_policy(
         &h,
         "aes-everywhere",
@@ -228,7 +223,7 @@ async fn manage_fixes_exactly_the_non_compliant_unowned_unexcluded_buckets_and_n
         assert_eq!(after[&name], expected, "{name}");
     }
     assert_eq!(
-        writes(&h) - writes_before,
+        h.oss.writes() - writes_before,
         fixable.len() as u64,
         "one write per fixed bucket, nothing else"
     );
@@ -258,10 +253,10 @@ async fn manage_fixes_exactly_the_non_compliant_unowned_unexcluded_buckets_and_n
     }
 
     // The next passes find nothing more to write.
-    let settled = writes(&h);
+    let settled = h.oss.writes();
     h.start_clock().await;
     h.ticks(3).await;
-    assert_eq!(writes(&h), settled + 1, "only the clock's own first write");
+    assert_eq!(h.oss.writes(), settled + 1, "only the clock's own first write");
 }
 
 #[tokio::test]

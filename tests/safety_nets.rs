@@ -24,11 +24,6 @@ fn kms_rule(key: &str) -> Option<(String, String, String)> {
     Some(("KMS".into(), key.into(), String::new()))
 }
 
-fn writes(h: &Harness) -> u64 {
-    let state = h.oss.emulator.state();
-    state.total("PutBucketEncryption") + state.total("DeleteBucketEncryption")
-}
-
 #[tokio::test]
 async fn a_bogus_key_is_refused_before_any_write() {
     let h = Harness::start_with_preflight(&["typo-bucket"], Duration::from_secs(60)).await;
@@ -45,7 +40,7 @@ async fn a_bogus_key_is_refused_before_any_write() {
         "{text}"
     );
     assert!(text.contains("nothing is written"), "{text}");
-    assert_eq!(writes(&h), 0, "no PUT with a key OSS cannot use");
+    assert_eq!(h.oss.writes(), 0, "no PUT with a key OSS cannot use");
     assert_eq!(h.oss_rule("typo-bucket"), None);
     let events = h.events("typo").await;
     assert!(
@@ -70,7 +65,7 @@ async fn a_key_disabled_under_an_in_sync_bucket_is_reported_then_recovers() {
     h.wait_ready("live", "True", "Applied").await;
     h.ticks(2).await;
     h.wait_ready("live", "True", "InSync").await;
-    let writes_before = writes(&h);
+    let writes_before = h.oss.writes();
 
     h.oss.emulator.state().put_kms_key(
         "key-live",
@@ -91,7 +86,7 @@ async fn a_key_disabled_under_an_in_sync_bucket_is_reported_then_recovers() {
             .contains(&"KeyNotUsable".to_string())
     );
     h.ticks(3).await;
-    assert_eq!(writes(&h), writes_before, "no OSS write while the key is bad");
+    assert_eq!(h.oss.writes(), writes_before, "no OSS write while the key is bad");
     assert_eq!(
         h.oss_rule("live-bucket"),
         kms_rule("key-live"),
@@ -100,7 +95,7 @@ async fn a_key_disabled_under_an_in_sync_bucket_is_reported_then_recovers() {
 
     h.oss.emulator.state().put_kms_key("key-live", enabled());
     h.wait_ready("live", "True", "InSync").await;
-    assert_eq!(writes(&h), writes_before, "recovery needs no write either");
+    assert_eq!(h.oss.writes(), writes_before, "recovery needs no write either");
 }
 
 #[tokio::test]
@@ -145,7 +140,7 @@ async fn a_key_in_another_region_or_of_the_wrong_kind_is_not_usable() {
         text.contains("SIGN/VERIFY") && text.contains("RSA_2048"),
         "{text}"
     );
-    assert_eq!(writes(&h), 0);
+    assert_eq!(h.oss.writes(), 0);
 }
 
 #[tokio::test]
@@ -166,7 +161,7 @@ async fn a_check_that_cannot_run_never_passes() {
         text.contains("Forbidden.NoPermission") && text.contains("kms:DescribeKey"),
         "{text}"
     );
-    assert_eq!(writes(&h), 0, "an unchecked key is never written");
+    assert_eq!(h.oss.writes(), 0, "an unchecked key is never written");
 
     h.oss.emulator.state().set_kms_denied(ACCESS_KEY_ID, false);
     h.wait_ready("denied", "True", "Applied").await;
@@ -216,7 +211,7 @@ async fn a_spec_edit_to_a_weaker_rule_is_blocked_until_allowed() {
     let h = Harness::start(&["edit-bucket"]).await;
     h.create("edit", "edit-bucket", json!({"algorithm": "KMS"})).await;
     h.wait_ready("edit", "True", "Applied").await;
-    let writes_before = writes(&h);
+    let writes_before = h.oss.writes();
     // Admission refuses this edit (the CRD's transition rule); a cluster whose CRD predates the
     // rule, or a direct etcd write, gets it through: the controller is the second line.
     h.kube.set_admission(false);
@@ -240,7 +235,7 @@ async fn a_spec_edit_to_a_weaker_rule_is_blocked_until_allowed() {
             .await
             .contains(&"DowngradeBlocked".to_string())
     );
-    assert_eq!(writes(&h), writes_before, "zero writes");
+    assert_eq!(h.oss.writes(), writes_before, "zero writes");
     assert_eq!(h.oss_rule("edit-bucket"), kms_rule(""), "the bucket keeps KMS");
 
     h.kube.set_admission(true);
@@ -275,7 +270,7 @@ async fn a_new_resource_never_weakens_an_encrypted_bucket() {
         (observed.algorithm.as_str(), observed.kms_master_key_id.as_str()),
         ("KMS", "key-theirs")
     );
-    assert_eq!(writes(&h), 0);
+    assert_eq!(h.oss.writes(), 0);
     assert_eq!(h.oss_rule("kms-bucket"), kms_rule("key-theirs"));
 }
 

@@ -64,6 +64,45 @@ impl TestOss {
         OssClient::new(self.config()).expect("client builds")
     }
 
+    /// Writes a credentials file (`--credentials-file`) with the test key into `dir`.
+    pub fn write_credentials(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("credentials.yaml");
+        std::fs::write(
+            &path,
+            format!("accessKeyId: {ACCESS_KEY_ID}\naccessKeySecret: {ACCESS_KEY_SECRET}\n"),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Runs the operator binary with `args`, every request sent to this emulator (`--endpoint`,
+    /// allowed by `--allowed-endpoint-suffixes`), off the runtime's thread (which serves the
+    /// emulator): (exit code, stdout, stderr).
+    pub async fn cli(&self, args: Vec<String>) -> (i32, String, String) {
+        let endpoint = self.emulator.url();
+        let authority = self.emulator.endpoint().authority();
+        tokio::task::spawn_blocking(move || {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
+                .args(&args)
+                .args(["--endpoint", &endpoint, "--allowed-endpoint-suffixes", &authority])
+                .output()
+                .unwrap();
+            (
+                output.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    /// PutBucketEncryption and DeleteBucketEncryption requests answered so far.
+    pub fn writes(&self) -> u64 {
+        let state = self.emulator.state();
+        state.total("PutBucketEncryption") + state.total("DeleteBucketEncryption")
+    }
+
     pub fn target(&self, bucket: &str) -> BucketTarget {
         BucketTarget::new(bucket, REGION)
             .expect("valid bucket")
