@@ -23,7 +23,8 @@ pub fn raw_api(ctx: &Context, namespace: &str) -> Api<DynamicObject> {
     )
 }
 
-fn now() -> String {
+/// Now, as conditions and `lastSyncTime` spell it.
+pub fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 

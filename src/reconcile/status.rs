@@ -193,22 +193,44 @@ fn upsert(
     generation: Option<i64>,
     now: &str,
 ) {
-    let status = condition_status(wanted.status);
+    set_condition(
+        conditions,
+        type_,
+        wanted.status,
+        wanted.reason.as_str(),
+        &wanted.message,
+        generation,
+        now,
+    );
+}
+
+/// Sets a metav1.Condition (BucketEncryption and BucketEncryptionPolicy alike);
+/// `lastTransitionTime` moves only when the status flips.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: &str,
+) {
+    let status = condition_status(status);
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(existing) => {
             if existing.status != status {
                 existing.last_transition_time = now.to_owned();
             }
             existing.status = status.to_owned();
-            existing.reason = wanted.reason.as_str().to_owned();
-            existing.message = wanted.message.clone();
+            existing.reason = reason.to_owned();
+            existing.message = message.to_owned();
             existing.observed_generation = generation;
         }
         None => conditions.push(Condition {
             type_: type_.to_owned(),
             status: status.to_owned(),
-            reason: wanted.reason.as_str().to_owned(),
-            message: wanted.message.clone(),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
             last_transition_time: now.to_owned(),
             observed_generation: generation,
         }),

@@ -22,10 +22,11 @@ use self::classify::{Outcome, Selection, Seniority, Standing};
 use super::context::{Context, FIELD_MANAGER};
 use super::error::Error;
 use super::plan::{self, Action as OssAction, Downgrades};
-use super::report::{event, publish};
+use super::report::{event, now, publish};
 use super::schedule;
+use super::status::set_condition;
+use crate::api::ManagementPolicy;
 use crate::api::policy::{BucketCounts, BucketEncryptionPolicy, BucketEncryptionPolicyStatus, PolicyDesired};
-use crate::api::{Condition, ManagementPolicy};
 use crate::kms::Verdict;
 use crate::oss::list::BucketSummary;
 use crate::oss::{BucketTarget, CredentialsProvider, ServiceTarget, describe_rule};
@@ -67,7 +68,7 @@ pub async fn reconcile(
             let message = error.to_string();
             let mut status = current.cloned().unwrap_or_default();
             let now = now();
-            upsert(
+            set_condition(
                 &mut status.conditions,
                 "Ready",
                 false,
@@ -76,7 +77,7 @@ pub async fn reconcile(
                 generation,
                 &now,
             );
-            upsert(
+            set_condition(
                 &mut status.conditions,
                 "Synced",
                 false,
@@ -264,7 +265,7 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
             format!("{n} bucket(s) non-compliant (Observe mode: not corrected); see status.nonCompliant"),
         ),
     };
-    upsert(
+    set_condition(
         &mut status.conditions,
         "Ready",
         ready,
@@ -273,7 +274,7 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
         generation,
         &now,
     );
-    upsert(
+    set_condition(
         &mut status.conditions,
         "Synced",
         true,
@@ -409,42 +410,6 @@ async fn credentials(
         " (a policy's Secret lives in the operator's namespace)",
     )
     .await
-}
-
-fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// Sets a condition; `lastTransitionTime` moves only when the status flips.
-fn upsert(
-    conditions: &mut Vec<Condition>,
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: &str,
-    generation: Option<i64>,
-    now: &str,
-) {
-    let status = if status { "True" } else { "False" };
-    match conditions.iter_mut().find(|c| c.type_ == type_) {
-        Some(existing) => {
-            if existing.status != status {
-                existing.last_transition_time = now.to_owned();
-            }
-            existing.status = status.to_owned();
-            existing.reason = reason.to_owned();
-            existing.message = message.to_owned();
-            existing.observed_generation = generation;
-        }
-        None => conditions.push(Condition {
-            type_: type_.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
-            message: message.to_owned(),
-            last_transition_time: now.to_owned(),
-            observed_generation: generation,
-        }),
-    }
 }
 
 async fn write_status(ctx: &Context, name: &str, status: &BucketEncryptionPolicyStatus) -> Result<(), Error> {
