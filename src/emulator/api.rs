@@ -29,8 +29,7 @@ pub(super) fn api_name(method: &Method) -> &'static str {
 /// Where a request is addressed: bucket from the Host (virtual-hosted) or the path (path-style).
 fn address(host: &str, path: &str) -> Result<(String, String), OssFault> {
     let host_only = host_without_port(host);
-    let path_style = host_only.parse::<std::net::IpAddr>().is_ok() || host_only == "localhost";
-    let (bucket, rest) = if path_style {
+    let (bucket, rest) = if crate::oss::endpoint::is_path_style_host(host_only) {
         let trimmed = path.trim_start_matches('/');
         let (bucket, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
         (bucket.to_owned(), rest.to_owned())
@@ -69,14 +68,14 @@ pub(super) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// A request to the service itself (ListBuckets): `GET /` on a service host
-/// (`oss-<region>[-internal].aliyuncs.com`) or on a path-style (IP or localhost) address.
+/// (`oss-<region>[-internal].aliyuncs.com`) or on a path-style address (IP, localhost, Service).
 fn is_service(host: &str, path: &str) -> bool {
     if !(path.is_empty() || path == "/") {
         return false;
     }
     let host = host_without_port(host);
-    let path_style = host.parse::<std::net::IpAddr>().is_ok() || host == "localhost";
-    path_style || (host.starts_with("oss-") && host.matches('.').count() == 2)
+    crate::oss::endpoint::is_path_style_host(host)
+        || (host.starts_with("oss-") && host.matches('.').count() == 2)
 }
 
 /// ListBuckets: every bucket the emulator holds, all regions, names ascending, paged as OSS
@@ -380,6 +379,16 @@ mod tests {
             ("b1b".into(), "obj".into())
         );
         assert!(address("127.0.0.1:9000", "/").is_err());
+        // In a cluster (deploy/demo) the emulator is a Service, addressed path-style.
+        assert_eq!(
+            address(
+                "oss-emulator.oss-encryption-operator.svc:9000",
+                "/audit-logs-prod/"
+            )
+            .unwrap(),
+            ("audit-logs-prod".into(), "".into())
+        );
+        assert!(is_service("oss-emulator.oss-encryption-operator.svc:9000", "/"));
     }
 
     #[test]

@@ -39,6 +39,16 @@ pub enum EndpointError {
     PlainHttp(String),
 }
 
+/// Whether requests to `host` (no port) name the bucket in the path: IPs, `localhost` and
+/// Kubernetes Service names (one label, `*.svc`, `*.svc.cluster.local`), where
+/// `<bucket>.<host>` would never resolve. OSS itself is addressed virtual-hosted.
+pub fn is_path_style_host(host: &str) -> bool {
+    host.parse::<IpAddr>().is_ok()
+        || !host.contains('.')
+        || host.ends_with(".svc")
+        || host.ends_with(".svc.cluster.local")
+}
+
 /// OSS bucket naming rules: 3-63 chars, `[a-z0-9-]`, no leading or trailing `-`.
 pub fn validate_bucket_name(name: &str) -> Result<(), EndpointError> {
     let ok = (3..=63).contains(&name.len())
@@ -185,9 +195,11 @@ impl Endpoint {
         }
     }
 
-    /// IP endpoints (the emulator) are addressed path-style; names virtual-hosted, as OSS requires.
+    /// IPs, `localhost` and Kubernetes Service names (one label, `*.svc`, `*.svc.cluster.local`:
+    /// the emulator, where `<bucket>.<host>` would never resolve) are addressed path-style; other
+    /// names virtual-hosted, as OSS requires.
     pub fn is_path_style(&self) -> bool {
-        self.host.parse::<IpAddr>().is_ok() || self.host == "localhost"
+        is_path_style_host(&self.host)
     }
 
     /// The URL of a bucket's `?encryption` sub-resource.
@@ -362,6 +374,23 @@ mod tests {
         );
         let v6 = Endpoint::parse("http://[::1]:9000/").unwrap();
         assert_eq!(v6.encryption_url("b1b"), "http://[::1]:9000/b1b/?encryption");
+    }
+
+    #[test]
+    fn kubernetes_service_names_are_path_style() {
+        // `b1b.oss-emulator.demo.svc` never resolves: a Service (the demo's emulator) is
+        // addressed by path, as an IP is.
+        for service in [
+            "http://oss-emulator.demo.svc:9000",
+            "http://oss-emulator.demo.svc.cluster.local:9000",
+            "http://oss-emulator:9000",
+        ] {
+            let endpoint = Endpoint::parse(service).unwrap();
+            let url = endpoint.encryption_url("b1b");
+            assert_eq!(url, format!("{}/b1b/?encryption", endpoint), "{service}");
+        }
+        let lookalike = Endpoint::parse("oss-cn-hangzhou.aliyuncs.com.svc.example.com").unwrap();
+        assert!(!lookalike.is_path_style());
     }
 
     #[test]
