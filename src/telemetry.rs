@@ -14,10 +14,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::oss::{Observer, Operation};
+
+pub mod kube_api;
+pub use kube_api::instrumented_client;
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -63,6 +65,13 @@ struct PolicyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KubeLabels {
+    verb: String,
+    resource: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KmsLabels {
     outcome: String,
     code: String,
@@ -95,6 +104,7 @@ pub struct Metrics {
     oss_requests: Family<OssLabels, Counter>,
     oss_request_duration: Family<ApiLabel, Histogram>,
     kms_requests: Family<KmsLabels, Counter>,
+    kube_requests: Family<KubeLabels, Counter>,
     policy_buckets: Family<PolicyLabels, Gauge>,
     queue_depth: Gauge,
     drift_corrections: Counter,
@@ -153,13 +163,25 @@ impl Metrics {
             "KMS DescribeKey attempts of the key pre-flight by outcome (HTTP status, timeout, connection, credentials) and KMS error code",
             kms_requests.clone(),
         );
+        let kube_requests = Family::<KubeLabels, Counter>::default();
         registry.register(
-            "build",
-            "The operator's version and the commit it was built from",
-            Info::new(vec![
+            "kubernetes_api_requests",
+            "Kubernetes API requests by verb, resource (with subresource) and HTTP status code (error: no answer)",
+            kube_requests.clone(),
+        );
+        // A gauge fixed at 1, the classic `_build_info` form: Prometheus' text format (and so
+        // promtool) has no OpenMetrics `info` type.
+        let build_info = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
+        build_info
+            .get_or_create(&vec![
                 ("version", env!("CARGO_PKG_VERSION")),
                 ("commit", env!("BUILD_COMMIT")),
-            ]),
+            ])
+            .set(1);
+        registry.register(
+            "build_info",
+            "The operator's version and the commit it was built from (always 1)",
+            build_info,
         );
         let queue_depth = Gauge::default();
         registry.register(
@@ -213,12 +235,24 @@ impl Metrics {
             oss_requests,
             oss_request_duration,
             kms_requests,
+            kube_requests,
             policy_buckets,
             queue_depth,
             drift_corrections,
             objects,
             leader,
         }
+    }
+
+    /// Counts one Kubernetes API request (see [`kube_api`]).
+    pub fn kube_request(&self, verb: &str, resource: &str, code: &str) {
+        self.kube_requests
+            .get_or_create(&KubeLabels {
+                verb: verb.to_owned(),
+                resource: resource.to_owned(),
+                code: code.to_owned(),
+            })
+            .inc();
     }
 
     /// Records one reconcile.

@@ -732,7 +732,79 @@ async fn metrics_and_health_are_served() {
     assert_eq!(value(r#"oss_encryption_operator_objects{status="True"}"#), 1.0);
     assert_eq!(value("oss_encryption_operator_leader"), 1.0);
     assert!(value("oss_encryption_operator_reconcile_duration_seconds_count") >= 2.0);
+    // The Kubernetes API calls, by verb, resource and code: the cache's list and watch, the
+    // status writes, the Secret read and the Events.
+    let kube = |verb: &str, resource: &str, code: &str| {
+        value(&format!(
+            r#"oss_encryption_operator_kubernetes_api_requests_total{{verb="{verb}",resource="{resource}",code="{code}"}}"#
+        ))
+    };
+    assert!(kube("list", "bucketencryptions", "200") >= 1.0);
+    assert!(kube("watch", "bucketencryptions", "200") >= 1.0);
+    assert!(kube("patch", "bucketencryptions/status", "200") >= 1.0);
+    assert!(kube("get", "secrets", "200") >= 1.0);
+    assert!(kube("create", "events", "201") >= 1.0);
     assert!(!text.contains(support::oss::ACCESS_KEY_SECRET));
+    promtool_accepts(&text);
+}
+
+/// The OpenMetrics exposition in the Prometheus text format that promtool reads (Debian's 2.42
+/// parses no OpenMetrics): a counter family `x` (samples `x_total`) is declared as `x_total`
+/// there, and there is no `# EOF`. Nothing else changes.
+fn as_prometheus_text(exposition: &str) -> String {
+    let counters: Vec<&str> = exposition
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::new();
+    for line in exposition.lines().filter(|line| *line != "# EOF") {
+        let header = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match header {
+            Some((prefix, rest)) if counters.iter().any(|c| rest.split(' ').next() == Some(c)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                text.push_str(&format!("{prefix}{name}_total {tail}\n"));
+            }
+            _ => text.push_str(&format!("{line}\n")),
+        }
+    }
+    text
+}
+
+/// `promtool check metrics` (Debian's prometheus package; `.ci/run` installs it) lints names,
+/// types, units and help text. Without promtool the exposition is only parsed above, except in
+/// CI, where its absence fails the test.
+fn promtool_accepts(exposition: &str) {
+    let exposition = &as_prometheus_text(exposition);
+    use std::io::Write;
+    let Ok(mut promtool) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing in CI: .ci/run installs it"
+        );
+        eprintln!("promtool not installed: the names and help text were not linted");
+        return;
+    };
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    assert!(
+        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{exposition}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Runs one replica with leader election until `stop` fires; returns why it ended.

@@ -10,8 +10,8 @@ use crate::telemetry::{self, Metrics};
 
 /// `run`: the controller, with leader election when asked, until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let client = kube::Client::try_default().await?;
     let metrics = std::sync::Arc::new(Metrics::new());
+    let client = telemetry::instrumented_client(kube::Config::infer().await?, metrics.clone())?;
     let allow_list = AllowList::new(&args.allowed_endpoint_suffixes);
     let key_checker = args
         .kms

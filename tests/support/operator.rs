@@ -121,7 +121,10 @@ impl Harness {
 
     pub fn start_controller(&mut self) {
         let (stop, stopped) = oneshot::channel::<()>();
-        let client = self.kube.client();
+        // Built as `run` builds it: every API request counted in the metrics.
+        let client =
+            oss_encryption_operator::telemetry::instrumented_client(self.kube.config(), self.metrics.clone())
+                .expect("a client for the test server");
         let oss = self.oss_client();
         let settings = self.settings.clone();
         let operator_credentials = self.operator_credentials.clone();
