@@ -1,0 +1,76 @@
+{{/* Chart name, or nameOverride. */}}
+{{- define "oss-encryption-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Name of every namespaced object and prefix of the cluster-scoped ones: fullnameOverride, or
+the release name joined with the chart name (once if the release name already contains it). */}}
+{{- define "oss-encryption-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The ServiceAccount the operator runs as. */}}
+{{- define "oss-encryption-operator.serviceAccountName" -}}
+{{- include "oss-encryption-operator.fullname" . }}
+{{- end }}
+
+{{/* Labels that select the operator's pods (never change these after install). */}}
+{{- define "oss-encryption-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "oss-encryption-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The standard labels, on every object the chart renders. */}}
+{{- define "oss-encryption-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "oss-encryption-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: oss-encryption-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The image: by digest when image.digest is set (the tag is then ignored), else by tag
+(default: the chart's appVersion). */}}
+{{- define "oss-encryption-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* A number as the binary parses it: whole numbers as integers (YAML values arrive as float64,
+which Go would print as 1e+06), fractions as they are. */}}
+{{- define "oss-encryption-operator.number" -}}
+{{- if eq (float64 (int64 .)) (float64 .) }}
+{{- int64 . }}
+{{- else }}
+{{- . }}
+{{- end }}
+{{- end }}
+
+{{/* Render-time checks: a combination that cannot work fails the install with the reason. */}}
+{{- define "oss-encryption-operator.validate" -}}
+{{- if and (gt (int64 .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
+{{- fail (printf "replicas: %d needs leaderElection.enabled: true (without it every replica reconciles and they write over each other); set replicas: 1 or enable leader election" (int64 .Values.replicas)) }}
+{{- end }}
+{{- if .Values.rrsa.roleName }}
+{{- $namespace := lookup "v1" "Namespace" "" .Release.Namespace }}
+{{- if $namespace }}
+{{- $labels := $namespace.metadata.labels | default dict }}
+{{- if ne (get $labels "pod-identity.alibabacloud.com/injection") "on" }}
+{{- fail (printf "rrsa.roleName is set but namespace %s lacks the label pod-identity.alibabacloud.com/injection=on, so ack-pod-identity-webhook would never inject the role: run `kubectl label namespace %s pod-identity.alibabacloud.com/injection=on` and install again" .Release.Namespace .Release.Namespace) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,296 @@
+"""The Helm chart, rendered by the real Helm engine (helm install into a fake API server)."""
+import asyncio
+import functools
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BINARY, CHART, KUBERNETES_VERSIONS, NAMESPACE, RELEASE, render, render_error, validate
+
+STANDARD_LABELS = ["helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io/instance",
+                   "app.kubernetes.io/version", "app.kubernetes.io/managed-by"]
+FULLNAME = f"{RELEASE}-oss-encryption-operator"
+
+# Every documented option switched on at once (the "everything" install).
+EVERYTHING = {
+    "image": {"digest": "sha256:" + "a" * 64},
+    "imagePullSecrets": [{"name": "regcred"}],
+    "namespaces": ["team-a", "team-b"],
+    "labelSelector": "encryption=managed",
+    "oss": {"qps": 1000000, "burst": 1000000, "qpsMode": "fixed"},
+    "kms": {"qps": 0.5, "network": "vpc", "cacheTTL": "90s", "preflight": False},
+    "concurrency": 64,
+    "rrsa": {"roleName": "oss-operator"},
+    "extraArgs": ["--deletion-timeout=10m"],
+    "extraEnv": [{"name": "ALIBABA_CLOUD_ACCESS_KEY_ID",
+                  "valueFrom": {"secretKeyRef": {"name": "oss-operator-credentials", "key": "accessKeyId"}}}],
+    "envFrom": [{"secretRef": {"name": "oss-operator-credentials"}}],
+    "podLabels": {"team": "platform"},
+    "podAnnotations": {"example.com/owner": "platform"},
+    "priorityClassName": "system-cluster-critical",
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "platform", "effect": "NoSchedule"}],
+    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                           "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "oss-encryption-operator"}}}}]}},
+    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                   "whenUnsatisfiable": "ScheduleAnyway",
+                                   "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "{{ .Release.Name }}"}}}],
+    "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}, "interval": "1m"},
+    "networkPolicy": {"enabled": True, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]},
+}
+RRSA_LABELS = {"pod-identity.alibabacloud.com/injection": "on"}
+
+# The documented combinations, each checked against the Kubernetes schemas.
+COMBINATIONS = {
+    "defaults": {},
+    "everything": EVERYTHING,
+    "single replica without leader election": {"replicas": 1, "leaderElection": {"enabled": False}},
+    "namespaced without policies": {"namespaces": ["team-a"], "policies": {"enabled": False}},
+    "namespaced watching the release namespace and default": {"namespaces": [NAMESPACE, "default"]},
+    "network policy without scrapers": {"networkPolicy": {"enabled": True}},
+    "no PDB": {"podDisruptionBudget": {"enabled": False}},
+    "three replicas": {"replicas": 3},
+}
+
+
+@functools.lru_cache(maxsize=None)
+def rendered(name):
+    """One install per combination, shared by the tests that only read it."""
+    labels = RRSA_LABELS if COMBINATIONS[name].get("rrsa") else {}
+    return render(COMBINATIONS[name], namespace_labels=labels)
+
+
+@pytest.mark.parametrize("name", COMBINATIONS)
+def test_every_documented_combination_is_valid_for_kubernetes_1_30_to_1_37(name):
+    objects = rendered(name).objects
+    unknown = validate(objects)
+    assert set(unknown) <= {"ServiceMonitor"}, unknown
+
+
+@pytest.mark.parametrize("name", COMBINATIONS)
+def test_the_operator_binary_accepts_the_rendered_arguments(name):
+    # clap validates every argument before --help stops it: a value it cannot parse fails here.
+    args = rendered(name).args()
+    run = subprocess.run([str(BINARY), *args, "--help"], capture_output=True, text=True)
+    assert run.returncode == 0, f"{args}: {run.stderr}"
+
+
+@pytest.mark.parametrize("name", COMBINATIONS)
+def test_every_object_carries_the_standard_labels(name):
+    for obj in rendered(name).objects:
+        if obj["kind"] == "CustomResourceDefinition":
+            continue  # crds/ are not templated: Helm installs them verbatim
+        labels = obj["metadata"].get("labels", {})
+        missing = [label for label in STANDARD_LABELS if label not in labels]
+        assert not missing, f"{obj['kind']} {obj['metadata']['name']} lacks {missing}"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+
+
+def test_defaults_render_the_operator_with_leader_election_and_a_pdb():
+    chart = render()
+    kinds = sorted(o["kind"] for o in chart.objects)
+    assert kinds == sorted([
+        "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
+        "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
+    ])
+    assert chart.deployment()["spec"]["replicas"] == 2
+    assert "--leader-election" in chart.args()
+    assert f"--leader-election-lease={FULLNAME}" in chart.args()
+    assert chart.container()["image"] == "ghcr.io/oss-encryption-operator/oss-encryption-operator:0.1.0"
+    pdb = chart.one("PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == chart.deployment()["spec"]["selector"]["matchLabels"]
+    assert "Helm never upgrades CustomResourceDefinitions" in chart.notes
+
+
+def test_cluster_scoped_names_are_prefixed_with_the_chart_name():
+    chart = render()
+    for kind in ("ClusterRole", "ClusterRoleBinding"):
+        assert chart.one(kind)["metadata"]["name"] == FULLNAME
+    assert chart.one("ClusterRoleBinding")["roleRef"]["name"] == FULLNAME
+    # A release already named after the chart is not doubled.
+    named = render(release="oss-encryption-operator")
+    assert named.one("ClusterRole")["metadata"]["name"] == "oss-encryption-operator"
+
+
+def test_large_and_fractional_numbers_render_as_the_binary_parses_them():
+    args = render(EVERYTHING, namespace_labels=RRSA_LABELS).args()
+    assert "--oss-qps=1000000" in args
+    assert "--oss-burst=1000000" in args
+    assert "--concurrency=64" in args
+    assert "--kms-qps=0.5" in args
+    assert not [a for a in args if "e+" in a], args
+
+
+def test_numbers_set_as_integers_render_the_same():
+    # `--set oss.burst=1000000` arrives as an int64, values files as float64.
+    args = render({"oss": {"burst": 2500000, "qps": 12.5}}).args()
+    assert "--oss-burst=2500000" in args
+    assert "--oss-qps=12.5" in args
+
+
+def test_two_replicas_without_leader_election_fail_the_render():
+    message = render_error({"leaderElection": {"enabled": False}})
+    assert "replicas: 2 needs leaderElection.enabled: true" in message
+
+
+def test_one_replica_without_leader_election_has_no_lease_rbac_and_no_pdb():
+    chart = render(COMBINATIONS["single replica without leader election"])
+    assert chart.deployment()["spec"]["replicas"] == 1
+    assert not [a for a in chart.args() if a.startswith("--leader-election")]
+    assert not chart.of_kind("PodDisruptionBudget")
+    assert not [r for r in chart.of_kind("Role") if r["metadata"]["name"].endswith("leader-election")]
+
+
+def rules_by_resource(role):
+    return {resource: sorted(rule["verbs"]) for rule in role["rules"] for resource in rule["resources"]}
+
+
+def test_cluster_wide_rbac_is_exactly_the_verbs_used():
+    chart = render()
+    assert rules_by_resource(chart.one("ClusterRole")) == {
+        "bucketencryptions": ["get", "list", "patch", "watch"],
+        "bucketencryptions/status": ["patch"],
+        "bucketencryptionpolicies": ["get", "list", "watch"],
+        "bucketencryptionpolicies/status": ["patch"],
+        "secrets": ["get"],
+        "events": ["create", "patch"],
+    }
+    lease = chart.one("Role", f"{FULLNAME}-leader-election")
+    assert lease["metadata"]["namespace"] == NAMESPACE
+    assert rules_by_resource(lease) == {"leases": ["create", "get", "patch"]}
+
+
+def test_watching_namespaces_grants_secrets_only_there():
+    chart = render({"namespaces": ["team-a", "team-b"]})
+    cluster_role = chart.one("ClusterRole")
+    assert rules_by_resource(cluster_role) == {
+        "bucketencryptionpolicies": ["get", "list", "watch"],
+        "bucketencryptionpolicies/status": ["patch"],
+    }, "only the cluster-scoped policies stay cluster-wide"
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in chart.of_kind("Role")}
+    for namespace in ("team-a", "team-b"):
+        role = roles[(namespace, FULLNAME)]
+        assert rules_by_resource(role) == {
+            "bucketencryptions": ["get", "list", "patch", "watch"],
+            "bucketencryptions/status": ["patch"],
+            "secrets": ["get"],
+            "events": ["create", "patch"],
+        }
+        [binding] = [b for b in chart.of_kind("RoleBinding")
+                     if b["metadata"]["namespace"] == namespace and b["metadata"]["name"] == FULLNAME]
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+    # Policies read their Secret in the release namespace and report Events in `default`.
+    assert rules_by_resource(roles[(NAMESPACE, f"{FULLNAME}-policies")]) == {"secrets": ["get"]}
+    assert rules_by_resource(roles[("default", f"{FULLNAME}-policies")]) == {"events": ["create", "patch"]}
+    assert "--namespace=team-a" in chart.args() and "--namespace=team-b" in chart.args()
+
+
+def test_namespaced_rbac_without_policies_has_no_cluster_role():
+    chart = render(COMBINATIONS["namespaced without policies"])
+    assert not chart.of_kind("ClusterRole") and not chart.of_kind("ClusterRoleBinding")
+    assert not [r for r in chart.of_kind("Role") if r["metadata"]["name"].endswith("-policies")]
+    assert "--enable-policies=false" in chart.args()
+
+
+def test_watched_namespaces_that_already_hold_the_policy_grants_get_no_duplicates():
+    chart = render(COMBINATIONS["namespaced watching the release namespace and default"])
+    assert not [r for r in chart.of_kind("Role") if r["metadata"]["name"].endswith("-policies")]
+
+
+def test_network_policy_admits_only_the_listed_scrapers_to_the_metrics_port():
+    chart = render({"networkPolicy": EVERYTHING["networkPolicy"]})
+    policy = chart.one("NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == chart.deployment()["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http-metrics", "protocol": "TCP"}]
+    assert rule["from"] == EVERYTHING["networkPolicy"]["metricsFrom"]
+    closed = render(COMBINATIONS["network policy without scrapers"]).one("NetworkPolicy")
+    assert closed["spec"]["ingress"] == []
+    assert "without authentication" not in chart.notes
+    assert "without authentication" in render().notes
+
+
+def test_every_pod_option_reaches_the_pod():
+    chart = render(EVERYTHING, namespace_labels=RRSA_LABELS)
+    pod = chart.deployment()["spec"]["template"]
+    spec = pod["spec"]
+    assert chart.container()["image"] == "ghcr.io/oss-encryption-operator/oss-encryption-operator@sha256:" + "a" * 64
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    assert spec["nodeSelector"] == EVERYTHING["nodeSelector"]
+    assert spec["tolerations"] == EVERYTHING["tolerations"]
+    assert spec["affinity"] == EVERYTHING["affinity"]
+    assert spec["priorityClassName"] == "system-cluster-critical"
+    [spread] = spec["topologySpreadConstraints"]
+    assert spread["labelSelector"]["matchLabels"] == {"app.kubernetes.io/instance": RELEASE}, "templated"
+    assert pod["metadata"]["labels"]["team"] == "platform"
+    assert pod["metadata"]["annotations"] == EVERYTHING["podAnnotations"]
+    container = chart.container()
+    assert EVERYTHING["extraEnv"][0] in container["env"]
+    assert container["envFrom"] == EVERYTHING["envFrom"]
+    assert "--deletion-timeout=10m" in container["args"]
+    assert "--label-selector=encryption=managed" in container["args"]
+    monitor = chart.one("ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["endpoints"][0]["interval"] == "1m"
+    account = chart.one("ServiceAccount")
+    assert account["metadata"]["annotations"]["pod-identity.alibabacloud.com/role-name"] == "oss-operator"
+
+
+def test_values_outside_the_schema_fail_the_install():
+    assert "replica" in render_error({"replica": 3})  # a typo of replicas
+    assert "qps" in render_error({"oss": {"qps": "fast"}})
+    assert "qpsMode" in render_error({"oss": {"qpsMode": "turbo"}})
+    assert "resyncInterval" in render_error({"resyncInterval": "5 minutes"})
+    assert "digest" in render_error({"image": {"digest": "latest"}})
+
+
+def test_rrsa_in_a_namespace_without_the_injection_label_fails_with_the_command_to_fix_it():
+    message = render_error({"rrsa": {"roleName": "oss-operator"}}, namespace_labels={})
+    assert f"kubectl label namespace {NAMESPACE} pod-identity.alibabacloud.com/injection=on" in message
+
+
+def test_rrsa_with_create_namespace_tells_how_to_label_it_afterwards():
+    # `helm install --create-namespace`: the namespace does not exist yet when Helm renders.
+    chart = render({"rrsa": {"roleName": "oss-operator"}}, namespace_labels=None)
+    assert f"kubectl label namespace {NAMESPACE} pod-identity.alibabacloud.com/injection=on" in chart.notes
+    assert f"rollout restart deployment/{FULLNAME}" in chart.notes
+    labelled = render({"rrsa": {"roleName": "oss-operator"}}, namespace_labels=RRSA_LABELS)
+    assert "kubectl label namespace" not in labelled.notes
+
+
+@pytest.mark.parametrize("version", ["v" + v for v in KUBERNETES_VERSIONS])
+def test_supported_kubernetes_versions_install(version):
+    assert render(kube_version=version).deployment()
+
+
+def test_kubernetes_older_than_1_30_is_refused():
+    assert "kubeVersion" in render_error(kube_version="v1.29.0") or "incompatible" in render_error(kube_version="v1.29.0")
+
+
+def test_helm_lint_finds_no_error():
+    import helm_sdkpy as helm
+
+    result = asyncio.run(helm.Lint(helm.Configuration(namespace=NAMESPACE)).run(str(CHART)))
+    assert not result.get("Errors"), result
+    # Severity 1 is INFO (the chart has no icon: the project has no logo yet).
+    assert max(m["Severity"] for m in result["Messages"]) <= 1, result
+
+
+def test_the_chart_crds_are_the_generated_ones():
+    for name in ("bucketencryption.yaml", "bucketencryptionpolicy.yaml"):
+        assert (CHART / "crds" / name).read_text() == (CHART.parents[2] / "crds" / name).read_text()
+
+
+def test_the_chart_readme_lists_every_value_as_values_yaml_documents_it():
+    run = subprocess.run([sys.executable, str(CHART.parents[2] / "scripts" / "chart-readme"), "--check"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    readme = (CHART / "README.md").read_text()
+    for line in (CHART / "values.yaml").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            assert f"| `{line.split(':')[0]}" in readme, f"{line} is not documented"
