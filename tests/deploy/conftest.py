@@ -23,8 +23,8 @@ RELEASE = "oeo"
 # Built by `cargo nextest run`, which scripts/deploy-check follows.
 BINARY = ROOT / "target" / "debug" / "oss-encryption-operator"
 NAMESPACE = "oss-encryption-operator"
-# The oldest the chart supports, one between, and the newest kubernetes-validate knows.
-KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.37.0"]
+# Every release from the oldest the chart supports to the newest kubernetes-validate knows.
+KUBERNETES_VERSIONS = [f"1.{minor}.0" for minor in range(30, 38)]
 
 # Helm keeps release records in memory: the fake server speaks JSON, not the protobuf Helm's
 # Secret driver sends. Go reads the environment the process started with, so the caller sets it.

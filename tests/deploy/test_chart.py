@@ -64,6 +64,7 @@ def rendered(name):
 
 @pytest.mark.parametrize("name", COMBINATIONS)
 def test_every_documented_combination_is_valid_for_kubernetes_1_30_to_1_37(name):
+    assert KUBERNETES_VERSIONS[0] == "1.30.0" and KUBERNETES_VERSIONS[-1] == "1.37.0"
     objects = rendered(name).objects
     unknown = validate(objects)
     assert set(unknown) <= {"ServiceMonitor"}, unknown
@@ -263,13 +264,14 @@ def test_rrsa_with_create_namespace_tells_how_to_label_it_afterwards():
     assert "kubectl label namespace" not in labelled.notes
 
 
-@pytest.mark.parametrize("version", ["v" + v for v in KUBERNETES_VERSIONS])
+@pytest.mark.parametrize("version", ["v1.30.0", "v1.33.0", "v1.37.0"])
 def test_supported_kubernetes_versions_install(version):
     assert render(kube_version=version).deployment()
 
 
 def test_kubernetes_older_than_1_30_is_refused():
-    assert "kubeVersion" in render_error(kube_version="v1.29.0") or "incompatible" in render_error(kube_version="v1.29.0")
+    message = render_error(kube_version="v1.29.0")
+    assert "kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v1.29.0" in message
 
 
 def test_helm_lint_finds_no_error():
