@@ -178,6 +178,71 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
     assert!(status.success(), "graceful shutdown exits 0: {status}");
 }
 
+/// As `deploy/demo` runs it in a cluster: the operator's own credentials from the environment
+/// (no Secret on the resources), the KMS pre-flight sent to the emulator (`--kms-endpoint`),
+/// leader election in the pod's namespace, and each resource's endpoint a single-label host
+/// name (path-style, as the demo's `oss-emulator.<namespace>.svc` Service name is).
+#[tokio::test]
+async fn run_works_as_the_in_cluster_demo_configures_it() {
+    use oss_encryption_operator::emulator::KmsKey;
+    use support::operator::Harness;
+    let mut h = Harness::start(&["demo-aes", "demo-kms"]).await;
+    h.stop_controller().await;
+    h.oss.emulator.state().put_kms_key(
+        "key-demo",
+        KmsKey {
+            region: REGION.into(),
+            ..KmsKey::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, h.kube.kubeconfig_yaml()).unwrap();
+    let port = h.oss.emulator.endpoint().port().unwrap();
+    let by_name = format!("localhost:{port}");
+    let _child = Child(
+        Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
+            .args(["run", "--leader-election", "--metrics-addr", "127.0.0.1:0"])
+            .arg(format!("--allowed-endpoint-suffixes={by_name}"))
+            .arg(format!("--kms-endpoint=http://{by_name}"))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAMESPACE", support::operator::NAMESPACE)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", support::oss::ACCESS_KEY_ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", support::oss::ACCESS_KEY_SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the operator starts"),
+    );
+    let endpoint = format!("http://{by_name}");
+    let demo = |extra: serde_json::Value| {
+        let mut spec = serde_json::json!({"endpoint": endpoint, "credentials": null});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        spec
+    };
+    h.create(
+        "demo-aes",
+        "demo-aes",
+        demo(serde_json::json!({"algorithm": "AES256"})),
+    )
+    .await;
+    h.create(
+        "demo-kms",
+        "demo-kms",
+        demo(serde_json::json!({"algorithm": "KMS", "kmsMasterKeyId": "key-demo"})),
+    )
+    .await;
+    h.wait_ready("demo-aes", "True", "Applied").await;
+    h.wait_ready("demo-kms", "True", "Applied").await;
+    assert_eq!(h.oss_rule("demo-aes").unwrap().0, "AES256");
+    assert_eq!(
+        h.oss_rule("demo-kms").unwrap(),
+        ("KMS".into(), "key-demo".into(), String::new())
+    );
+}
+
 #[test]
 fn run_refuses_bad_flags_clearly() {
     let output = Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
