@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use oss_encryption_operator::oss::{Credentials, CredentialsProvider, EncryptionRule, SseAlgorithm};
+use support::Child;
 use support::oss::REGION;
 
 #[test]
@@ -44,16 +45,6 @@ fn version_prints_the_package_version() {
         String::from_utf8_lossy(&output.stdout).trim(),
         format!("oss-encryption-operator {}", env!("CARGO_PKG_VERSION"))
     );
-}
-
-/// Kills the child when the test ends, whatever happens.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! The manifests a cluster gets: they parse, reference each other and the CRD correctly, grant
 //! exactly the verbs the operator uses, and run it locked down.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -184,4 +186,175 @@ fn the_image_is_multi_stage_and_runs_as_non_root() {
     assert!(dockerfile.contains("distroless") && dockerfile.contains(":nonroot"));
     assert!(dockerfile.contains("USER 65532"));
     assert!(dockerfile.contains("--locked"));
+}
+
+/// The namespace the kustomize base and the chart's tests install into.
+const OPERATOR_NAMESPACE: &str = "oss-encryption-operator";
+
+/// Whether `rules` (a Role's or ClusterRole's) allow `verb` on `group`/`resource`.
+fn rules_allow(rules: &Value, group: &str, resource: &str, verb: &str) -> bool {
+    let has = |list: &Value, wanted: &str| {
+        list.as_array()
+            .is_some_and(|items| items.iter().any(|i| i == wanted || i == "*"))
+    };
+    rules.as_array().is_some_and(|rules| {
+        rules.iter().any(|rule| {
+            has(&rule["apiGroups"], group) && has(&rule["resources"], resource) && has(&rule["verbs"], verb)
+        })
+    })
+}
+
+/// The operator binary, namespaced (`--namespace team-a`) with policies and leader election,
+/// through a scenario touching every kind of call: a resource with a per-resource Secret and
+/// `deletionPolicy: Delete` applied then deleted (finalizer), a policy whose Secret lives in
+/// the operator's namespace, their status writes and Events. Returns every distinct access the
+/// API test server saw: (group, namespace, resource, verb).
+async fn accesses_of_a_namespaced_run() -> Vec<(String, String, String, String)> {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, DeleteParams, PostParams};
+    use oss_encryption_operator::api::policy::BucketEncryptionPolicy;
+    use support::operator::{Harness, NAMESPACE, SECRET};
+    use support::oss::{ACCESS_KEY_ID, ACCESS_KEY_SECRET};
+
+    let mut h = Harness::start(&["rbac-owned", "rbac-policy"]).await;
+    h.stop_controller().await;
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": SECRET},
+        "stringData": {"accessKeyId": ACCESS_KEY_ID, "accessKeySecret": ACCESS_KEY_SECRET}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(h.kube.client(), OPERATOR_NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    // The operator authenticates as `operator`: the server records who made each access, so
+    // the test's own calls (creating the objects) are told apart.
+    std::fs::write(&kubeconfig, h.kube.kubeconfig_yaml_as("{token: operator}")).unwrap();
+    let _operator = support::Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
+            .args(["run", "--leader-election", "--enable-policies=true"])
+            .args(["--namespace", NAMESPACE, "--metrics-addr", "127.0.0.1:0"])
+            .arg(format!(
+                "--allowed-endpoint-suffixes={}",
+                h.oss.emulator.endpoint().authority()
+            ))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
+            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the operator starts"),
+    );
+    h.create(
+        "owned",
+        "rbac-owned",
+        serde_json::json!({"deletionPolicy": "Delete"}),
+    )
+    .await;
+    h.wait_ready("owned", "True", "Applied").await;
+    let policy: BucketEncryptionPolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryptionPolicy",
+        "metadata": {"name": "rbac"},
+        "spec": {"endpoint": h.oss.emulator.url(), "credentials": {"secretRef": {"name": SECRET}},
+                 "selector": {"namePrefix": "rbac-"}, "rule": {"algorithm": "AES256"}},
+    }))
+    .unwrap();
+    let policies: Api<BucketEncryptionPolicy> = Api::all(h.kube.client());
+    policies.create(&PostParams::default(), &policy).await.unwrap();
+    for attempt in 0.. {
+        let seen = policies.get("rbac").await.unwrap();
+        if seen.status.as_ref().and_then(|s| s.observed_generation).is_some() {
+            break;
+        }
+        assert!(attempt < 400, "the policy was never reported on");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    h.api.delete("owned", &DeleteParams::default()).await.unwrap();
+    for attempt in 0.. {
+        if h.api.get_opt("owned").await.unwrap().is_none() {
+            break;
+        }
+        assert!(attempt < 400, "the finalizer was never released");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The Events are written after the status; give the recorder a moment to flush.
+    let operator_accesses = || -> Vec<(String, String, String, String)> {
+        h.kube
+            .accesses()
+            .into_iter()
+            .filter(|(who, ..)| who == "operator")
+            .map(|(_, group, namespace, resource, verb)| (group, namespace, resource, verb))
+            .collect()
+    };
+    for attempt in 0.. {
+        let accesses = operator_accesses();
+        let events_in = |ns: &str| {
+            accesses
+                .iter()
+                .any(|(_, n, r, v)| n == ns && r == "events" && v == "create")
+        };
+        if events_in(NAMESPACE) && events_in("default") {
+            break;
+        }
+        assert!(attempt < 200, "no Events were recorded: {accesses:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    operator_accesses()
+}
+
+#[tokio::test]
+async fn the_base_rbac_allows_every_call_the_operator_makes() {
+    let accesses = accesses_of_a_namespaced_run().await;
+    // The scenario reached every kind of call the install must allow.
+    let has = |namespace: &str, resource: &str, verb: &str| {
+        accesses
+            .iter()
+            .any(|(_, n, r, v)| n == namespace && r == resource && v == verb)
+    };
+    let ns = support::operator::NAMESPACE;
+    assert!(has(ns, "bucketencryptions", "watch") && has(ns, "bucketencryptions", "patch"));
+    assert!(has(ns, "bucketencryptions/status", "patch") && has(ns, "secrets", "get"));
+    assert!(has(OPERATOR_NAMESPACE, "secrets", "get"), "the policy's Secret");
+    assert!(has(OPERATOR_NAMESPACE, "leases", "create"));
+    assert!(
+        has("", "bucketencryptionpolicies", "watch") && has("", "bucketencryptionpolicies/status", "patch")
+    );
+    assert!(
+        has("default", "events", "create"),
+        "Events about the cluster-scoped policy"
+    );
+
+    // deploy/base: the ClusterRole anywhere, each Role in its namespace.
+    let objects = kustomize("deploy/base");
+    let kinds = by_kind(&objects);
+    let cluster_rules = &kinds["ClusterRole"][0]["rules"];
+    let denied: Vec<_> = accesses
+        .iter()
+        .filter(|(group, namespace, resource, verb)| {
+            !rules_allow(cluster_rules, group, resource, verb)
+                && !kinds["Role"].iter().any(|role| {
+                    role["metadata"]["namespace"] == namespace.as_str()
+                        && rules_allow(&role["rules"], group, resource, verb)
+                })
+        })
+        .collect();
+    assert!(denied.is_empty(), "deploy/base does not allow {denied:?}");
+
+    // For the chart's namespaced RBAC (rendered by Helm in tests/deploy/test_rbac.py).
+    let out = format!("{ROOT}/target/observed-api-access");
+    std::fs::create_dir_all(&out).unwrap();
+    let rows: Vec<Value> = accesses
+        .iter()
+        .map(|(group, namespace, resource, verb)| {
+            serde_json::json!({"group": group, "namespace": namespace, "resource": resource, "verb": verb, "watchedNamespace": ns})
+        })
+        .collect();
+    std::fs::write(
+        format!("{out}/namespaced-run.json"),
+        serde_json::to_string_pretty(&rows).unwrap(),
+    )
+    .unwrap();
 }

@@ -4,3 +4,13 @@
 pub mod kube;
 pub mod operator;
 pub mod oss;
+
+/// A spawned process, killed when the test ends, whatever happens.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

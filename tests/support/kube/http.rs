@@ -1,6 +1,6 @@
 //! HTTP side of the Kubernetes API test server: routing, list/watch, faults and counters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,9 +42,15 @@ pub struct Shared {
     pub faults: Mutex<KubeFaults>,
     /// Requests by verb and resource (`"patch bucketencryptions/status"`).
     pub counters: Mutex<BTreeMap<String, u64>>,
+    /// Every distinct access, as RBAC sees it: (who: the bearer token, "" without one; API
+    /// group; namespace, "" when cluster-wide; resource with subresource; verb).
+    pub accesses: Mutex<BTreeSet<Access>>,
     /// Bumped to close every open watch.
     pub drop_watches: watch::Sender<u64>,
 }
+
+/// One access: (who, API group, namespace, resource, verb); see `Shared::accesses`.
+pub type Access = (String, String, String, String, String);
 
 impl Shared {
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -172,6 +178,16 @@ fn writer(params: &BTreeMap<String, String>, user_agent: &str) -> Writer {
     }
 }
 
+/// The caller's bearer token (the test server authenticates no one; it only tells callers apart).
+fn bearer_token(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_owned()
+}
+
 /// The router: everything goes through one handler that parses Kubernetes paths.
 pub async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -236,6 +252,13 @@ pub async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Respo
         format!("{}/{}", route.plural, route.subresource)
     };
     shared.count(verb, &resource);
+    shared.accesses.lock().unwrap_or_else(|p| p.into_inner()).insert((
+        bearer_token(&parts.headers),
+        route.group.clone(),
+        route.namespace.clone(),
+        resource.clone(),
+        verb.to_owned(),
+    ));
 
     if faults
         .forbidden

@@ -58,7 +58,7 @@ mod http;
 pub mod patch;
 pub mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -66,8 +66,8 @@ use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub use http::KubeFaults;
 use http::Shared;
+pub use http::{Access, KubeFaults};
 pub use store::Store;
 
 /// The first resourceVersion handed out.
@@ -89,6 +89,7 @@ impl KubeApiServer {
             store: Mutex::new(Store::new(FIRST_RESOURCE_VERSION)),
             faults: Mutex::new(KubeFaults::default()),
             counters: Mutex::new(BTreeMap::new()),
+            accesses: Mutex::new(BTreeSet::new()),
             drop_watches,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -128,8 +129,14 @@ impl KubeApiServer {
 
     /// A kubeconfig file's content pointing at this server (for child processes: `KUBECONFIG=`).
     pub fn kubeconfig_yaml(&self) -> String {
+        self.kubeconfig_yaml_as("{}")
+    }
+
+    /// As `kubeconfig_yaml`, with this `user:` entry (e.g. `{token: operator}`, which the
+    /// server records as who made each access).
+    pub fn kubeconfig_yaml_as(&self, user: &str) -> String {
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: default\ncurrent-context: test\nusers:\n- name: test\n  user: {{}}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: default\ncurrent-context: test\nusers:\n- name: test\n  user: {user}\n",
             url = self.url()
         )
     }
@@ -190,6 +197,15 @@ impl KubeApiServer {
     pub fn counters(&self) -> BTreeMap<String, u64> {
         self.shared
             .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every distinct access so far: (bearer token, API group, namespace or "", resource, verb).
+    pub fn accesses(&self) -> BTreeSet<Access> {
+        self.shared
+            .accesses
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
