@@ -188,6 +188,45 @@ fn the_image_is_multi_stage_and_runs_as_non_root() {
     assert!(dockerfile.contains("--locked"));
 }
 
+#[test]
+fn the_image_builds_dependencies_before_the_sources_and_ships_both_binaries() {
+    let dockerfile = std::fs::read_to_string(format!("{ROOT}/Dockerfile")).unwrap();
+    let manifest = std::fs::read_to_string(format!("{ROOT}/Cargo.toml")).unwrap();
+    let position = |needle: &str| {
+        dockerfile
+            .find(needle)
+            .unwrap_or_else(|| panic!("the Dockerfile lacks {needle:?}"))
+    };
+    let manifests_only = position("COPY Cargo.toml Cargo.lock build.rs ./");
+    let dependencies = position("cargo build --release --locked --bins");
+    let sources = position("COPY . .");
+    assert!(
+        manifests_only < dependencies && dependencies < sources,
+        "dependency layer first"
+    );
+    // Every target Cargo.toml declares gets a stub, or that layer's build fails.
+    let stubs = &dockerfile[manifests_only..dependencies];
+    let mut targets: Vec<String> = manifest
+        .lines()
+        .filter_map(|l| l.strip_prefix("path = \""))
+        .map(|p| p.trim_end_matches('"').to_owned())
+        .collect();
+    let mut in_bench = false;
+    for line in manifest.lines() {
+        if line.starts_with('[') {
+            in_bench = line == "[[bench]]";
+        } else if let Some(name) = line.strip_prefix("name = \"").filter(|_| in_bench) {
+            targets.push(format!("benches/{}.rs", name.trim_end_matches('"')));
+        }
+    }
+    assert!(targets.len() >= 5, "lib, two bins, two benches: {targets:?}");
+    for target in &targets {
+        assert!(stubs.contains(target.as_str()), "no stub for {target}");
+    }
+    // The runtime image carries the operator and the emulator (deploy/demo runs the latter).
+    assert!(dockerfile.contains("COPY --from=build /oss-encryption-operator /oss-emulator /"));
+}
+
 /// The namespace the kustomize base and the chart's tests install into.
 const OPERATOR_NAMESPACE: &str = "oss-encryption-operator";
 
