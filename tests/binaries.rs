@@ -118,28 +118,17 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
     // The harness's own in-process controller is stopped: the binary does the work here.
     let mut h = Harness::start(&["from-binary"]).await;
     h.stop_controller().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, h.kube.kubeconfig_yaml()).unwrap();
-    let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
-            .arg("run")
-            .args([
-                "--allowed-endpoint-suffixes",
-                &h.oss.emulator.endpoint().authority(),
-            ])
-            .args([
-                "--allow-operator-credentials",
-                "false",
-                "--resync-interval",
-                "30s",
-            ])
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .env("KUBECONFIG", &kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the operator starts"),
+    let mut operator = h.spawn_operator_binary(
+        "{}",
+        &[
+            format!(
+                "--allowed-endpoint-suffixes={}",
+                h.oss.emulator.endpoint().authority()
+            ),
+            "--allow-operator-credentials=false".into(),
+            "--resync-interval=30s".into(),
+        ],
+        |_| {},
     );
     h.create(
         "from-binary",
@@ -153,13 +142,13 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
     assert_eq!(h.oss_rule("from-binary").unwrap().0, "SM4");
 
     let terminated = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
+        .args(["-TERM", &operator.process.0.id().to_string()])
         .status()
         .unwrap();
     assert!(terminated.success());
     let mut exited = None;
     for _ in 0..200 {
-        if let Some(status) = child.0.try_wait().unwrap() {
+        if let Some(status) = operator.process.0.try_wait().unwrap() {
             exited = Some(status);
             break;
         }
@@ -186,24 +175,21 @@ async fn run_works_as_the_in_cluster_demo_configures_it() {
             ..KmsKey::default()
         },
     );
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, h.kube.kubeconfig_yaml()).unwrap();
     let port = h.oss.emulator.endpoint().port().unwrap();
     let by_name = format!("localhost:{port}");
-    let _child = Child(
-        Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
-            .args(["run", "--leader-election", "--metrics-addr", "127.0.0.1:0"])
-            .arg(format!("--allowed-endpoint-suffixes={by_name}"))
-            .arg(format!("--kms-endpoint=http://{by_name}"))
-            .env("KUBECONFIG", &kubeconfig)
-            .env("POD_NAMESPACE", support::operator::NAMESPACE)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", support::oss::ACCESS_KEY_ID)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", support::oss::ACCESS_KEY_SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the operator starts"),
+    let _operator = h.spawn_operator_binary(
+        "{}",
+        &[
+            "--leader-election".into(),
+            format!("--allowed-endpoint-suffixes={by_name}"),
+            format!("--kms-endpoint=http://{by_name}"),
+        ],
+        |command| {
+            command
+                .env("POD_NAMESPACE", support::operator::NAMESPACE)
+                .env("ALIBABA_CLOUD_ACCESS_KEY_ID", support::oss::ACCESS_KEY_ID)
+                .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", support::oss::ACCESS_KEY_SECRET);
+        },
     );
     let endpoint = format!("http://{by_name}");
     let demo = |extra: serde_json::Value| {

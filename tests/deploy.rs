@@ -266,26 +266,24 @@ async fn accesses_of_a_namespaced_run() -> Vec<(String, String, String, String)>
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
     // The operator authenticates as `operator`: the server records who made each access, so
     // the test's own calls (creating the objects) are told apart.
-    std::fs::write(&kubeconfig, h.kube.kubeconfig_yaml_as("{token: operator}")).unwrap();
-    let _operator = support::Child(
-        std::process::Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
-            .args(["run", "--leader-election", "--enable-policies=true"])
-            .args(["--namespace", NAMESPACE, "--metrics-addr", "127.0.0.1:0"])
-            .arg(format!(
+    let _operator = h.spawn_operator_binary(
+        "{token: operator}",
+        &[
+            "--leader-election".into(),
+            "--enable-policies=true".into(),
+            format!("--namespace={NAMESPACE}"),
+            format!(
                 "--allowed-endpoint-suffixes={}",
                 h.oss.emulator.endpoint().authority()
-            ))
-            .env("KUBECONFIG", &kubeconfig)
-            .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
-            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the operator starts"),
+            ),
+        ],
+        |command| {
+            command
+                .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
+                .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID");
+        },
     );
     h.create(
         "owned",

@@ -160,6 +160,33 @@ impl Harness {
         }
     }
 
+    /// The operator binary, `run --metrics-addr 127.0.0.1:0` plus `args`, against this harness's
+    /// API server as the kubeconfig `user:` entry `user` (`{}`, or `{token: NAME}`, which the
+    /// server records as who made each access); `configure` sets its environment. Output is
+    /// discarded; the process is killed when the returned value is dropped.
+    pub fn spawn_operator_binary(
+        &self,
+        user: &str,
+        args: &[String],
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> OperatorBinary {
+        let kubeconfig = tempfile::tempdir().unwrap();
+        let path = kubeconfig.path().join("kubeconfig");
+        std::fs::write(&path, self.kube.kubeconfig_yaml_as(user)).unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"));
+        command
+            .args(["run", "--metrics-addr", "127.0.0.1:0"])
+            .args(args)
+            .env("KUBECONFIG", &path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        configure(&mut command);
+        OperatorBinary {
+            process: super::Child(command.spawn().expect("the operator starts")),
+            _kubeconfig: kubeconfig,
+        }
+    }
+
     /// A resource for `bucket` at the emulator, with the Secret, plus `spec` overrides.
     pub fn resource(&self, name: &str, bucket: &str, spec: Value) -> BucketEncryption {
         let mut document = json!({
@@ -326,4 +353,10 @@ pub fn message(object: &BucketEncryption, type_: &str) -> String {
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
         .map(|c| c.message.clone())
         .unwrap_or_default()
+}
+
+/// A running operator binary (see `Harness::spawn_operator_binary`).
+pub struct OperatorBinary {
+    pub process: super::Child,
+    _kubeconfig: tempfile::TempDir,
 }
