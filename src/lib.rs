@@ -16,6 +16,20 @@ pub mod oss;
 pub mod reconcile;
 pub mod telemetry;
 
+/// The official vectors: the repository keeps a copy of each `shared/testdata/<name>` in
+/// `tests/data/<name>` (so a fresh clone can test); when the shared original sits beside the
+/// checkout (as in CI), the copy must equal it.
+#[cfg(test)]
+pub(crate) fn assert_vector_copy_is_current(name: &str) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    if let Ok(original) = std::fs::read(format!("{root}/../shared/testdata/{name}")) {
+        assert!(
+            std::fs::read(format!("{root}/tests/data/{name}")).unwrap() == original,
+            "tests/data/{name} is stale: copy shared/testdata/{name} over it"
+        );
+    }
+}
+
 /// Makes ring the process's rustls crypto provider (reqwest is built without one). Idempotent.
 pub fn install_tls_provider() {
     // An error means a provider is already installed, which is what we want.

@@ -55,17 +55,7 @@ struct Wire {
 
 #[test]
 fn vector_copy_equals_the_shared_original() {
-    let original = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/testdata/kms-signing-vectors.json"
-    );
-    if let Ok(original) = std::fs::read(original) {
-        assert_eq!(
-            std::fs::read(VECTORS).unwrap(),
-            original,
-            "tests/data copy is stale"
-        );
-    }
+    crate::assert_vector_copy_is_current("kms-signing-vectors.json");
 }
 
 fn file() -> File {

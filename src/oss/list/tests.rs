@@ -51,17 +51,7 @@ struct Wire {
 
 #[test]
 fn vector_copy_equals_the_shared_original() {
-    let original = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/testdata/oss-list-buckets-vectors.json"
-    );
-    if let Ok(original) = std::fs::read(original) {
-        assert_eq!(
-            std::fs::read(VECTORS).unwrap(),
-            original,
-            "tests/data copy is stale"
-        );
-    }
+    crate::assert_vector_copy_is_current("oss-list-buckets-vectors.json");
 }
 
 fn file() -> File {

@@ -35,17 +35,7 @@ const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/oss-signi
 /// When the shared original sits beside the checkout (as in CI), the copy must equal it.
 #[test]
 fn vector_copy_equals_the_shared_original() {
-    let original = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/testdata/oss-signing-vectors.json"
-    );
-    if let Ok(original) = std::fs::read(original) {
-        assert_eq!(
-            std::fs::read(VECTORS).unwrap(),
-            original,
-            "tests/data copy is stale"
-        );
-    }
+    crate::assert_vector_copy_is_current("oss-signing-vectors.json");
 }
 
 fn vectors() -> Vec<Vector> {
