@@ -18,10 +18,18 @@ pub fn instrumented_client(config: kube::Config, metrics: Arc<Metrics>) -> Resul
         .build())
 }
 
-/// The Kubernetes verb of a request, from its method, path and query (as the API server's audit
-/// log names it): `get`/`list`/`watch`, `create`, `update`, `patch`, `delete`/`deletecollection`.
-pub fn verb(method: &Method, path: &str, query: Option<&str>) -> &'static str {
-    let collection = resource(path).is_some_and(|(_, named)| !named);
+/// A request's labels, from its method, path and query: the Kubernetes verb (as the API
+/// server's audit log names it: `get`/`list`/`watch`, `create`, `update`, `patch`,
+/// `delete`/`deletecollection`) and the resource (see [`resource`]; `-` for other paths).
+pub fn classify(method: &Method, path: &str, query: Option<&str>) -> (&'static str, String) {
+    let resource = resource(path);
+    let collection = resource.as_ref().is_some_and(|(_, named)| !named);
+    let label = resource.map_or_else(|| "-".to_owned(), |(resource, _)| resource);
+    (verb(method, collection, query), label)
+}
+
+/// The verb of a request on a collection or on one object.
+fn verb(method: &Method, collection: bool, query: Option<&str>) -> &'static str {
     let watching = query.is_some_and(|q| q.split('&').any(|pair| pair == "watch=true" || pair == "watch=1"));
     match *method {
         Method::GET if watching => "watch",
@@ -98,8 +106,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let uri = request.uri();
-        let verb = verb(request.method(), uri.path(), uri.query());
-        let resource = resource(uri.path()).map_or_else(|| "-".to_owned(), |(resource, _)| resource);
+        let (verb, resource) = classify(request.method(), uri.path(), uri.query());
         let metrics = self.metrics.clone();
         let answer = self.inner.call(request);
         Box::pin(async move {
@@ -173,7 +180,7 @@ mod tests {
             ),
         ];
         for (method, path, query, expected) in cases {
-            assert_eq!(verb(&method, path, query), expected, "{method} {path}");
+            assert_eq!(classify(&method, path, query).0, expected, "{method} {path}");
         }
     }
 
@@ -193,6 +200,7 @@ mod tests {
         );
         assert_eq!(resource("/apis/coordination.k8s.io/v1"), None);
         assert_eq!(resource("/version"), None);
+        assert_eq!(classify(&Method::GET, "/version", None).1, "-");
         assert_eq!(resource("/api"), None);
     }
 }
