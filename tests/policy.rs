@@ -7,13 +7,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use kube::api::{Api, PostParams};
-use oss_encryption_operator::api::policy::BucketEncryptionPolicy;
 use oss_encryption_operator::emulator::StoredRule;
-use serde_json::{Value, json};
-use support::operator::{Harness, NAMESPACE, SECRET};
+use serde_json::json;
+use support::operator::{Harness, NAMESPACE};
+use support::policy::{create_policy, events, wait_status};
 
 const REGIONS: [&str; 3] = ["cn-hangzhou", "cn-shanghai", "ap-southeast-1"];
 
@@ -42,55 +40,6 @@ async fn account() -> Harness {
         );
     }
     h
-}
-
-fn policies(h: &Harness) -> Api<BucketEncryptionPolicy> {
-    Api::all(h.kube.client())
-}
-
-async fn create_policy(h: &Harness, name: &str, spec: Value) {
-    let mut document = json!({
-        "apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryptionPolicy",
-        "metadata": {"name": name},
-        "spec": {"endpoint": h.oss.emulator.url(), "credentials": {"secretRef": {"name": SECRET}}},
-    });
-    for (k, v) in spec.as_object().unwrap() {
-        document["spec"][k] = v.clone();
-    }
-    let policy: BucketEncryptionPolicy = serde_json::from_value(document).unwrap();
-    policies(h).create(&PostParams::default(), &policy).await.unwrap();
-}
-
-/// Waits until the policy's status satisfies `check`.
-async fn wait_status(h: &Harness, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let api: Api<kube::core::DynamicObject> = Api::all_with(
-        h.kube.client(),
-        &kube::core::ApiResource::erase::<BucketEncryptionPolicy>(&()),
-    );
-    let mut last = Value::Null;
-    for _ in 0..400 {
-        if let Ok(object) = api.get(name).await {
-            last = object.data["status"].clone();
-            if check(&last) {
-                return last;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("policy {name} never reached {what}; last status: {last:#}");
-}
-
-/// Events about a policy (in whatever namespace the recorder put them), as (reason, note).
-async fn events(h: &Harness, name: &str) -> Vec<(String, String)> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(h.kube.client());
-    api.list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
 }
 
 fn rules(h: &Harness) -> BTreeMap<String, Option<String>> {

@@ -1,5 +1,6 @@
-//! What every reconcile shares: clients, recorder, metrics, settings, the caches and the
-//! per-object failure counts. The bottom floor of `reconcile/`: imports nothing of its siblings.
+//! What every reconcile shares: clients, recorder, metrics, settings, the caches, the claims
+//! index and the per-object failure counts. The bottom floor of `reconcile/`: of its siblings it
+//! imports only the claims index (which imports only `ownership`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use tokio::sync::Semaphore;
 
+use super::claims::ClaimsIndex;
 use crate::api::BucketEncryption;
 use crate::kms::KeyChecker;
 use crate::oss::{CredentialsProvider, OssClient};
@@ -69,8 +71,11 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
-    /// The caches of every watched namespace (ownership is decided across all of them).
+    /// The caches of every watched namespace.
     pub stores: Vec<Store<Guarded>>,
+    /// Who claims which bucket, across every cache (one source per store, in order): the one
+    /// place ownership is read from.
+    pub claims: Arc<ClaimsIndex>,
     /// Bounds reconciles across all controllers to `settings.concurrency`.
     pub permits: Semaphore,
     /// Consecutive failures per object uid, for backoff; cleared on success and on deletion.
@@ -95,6 +100,7 @@ impl Context {
             recorder,
             settings,
             metrics,
+            claims: Arc::new(ClaimsIndex::new(stores.len())),
             stores,
             permits,
             failures: Mutex::new(HashMap::new()),

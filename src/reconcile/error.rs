@@ -31,6 +31,12 @@ pub enum Error {
         "{0}; the key could not be checked, so nothing is written (grant kms:DescribeKey, or run with --kms-preflight=false)"
     )]
     KeyCheckFailed(std::sync::Arc<KmsError>),
+    /// Not every BucketEncryption cache has listed yet, so a claim on a bucket cannot be ruled
+    /// out: nothing is written until it can.
+    #[error(
+        "waiting for the BucketEncryption caches to list (nothing is written until every claim on a bucket is known)"
+    )]
+    ClaimsIncomplete,
     /// A Kubernetes API call failed (`action` says which, e.g. "reading Secret ns/name").
     #[error("Kubernetes API error {action}: {}", describe_kube(.source))]
     Kube {
@@ -63,6 +69,7 @@ impl Error {
             Self::EndpointNotAllowed(_) => (Reason::EndpointNotAllowed, Terminal),
             Self::Conflict { .. } => (Reason::Conflict, Terminal),
             Self::Kube { source, .. } => (Reason::KubernetesError, kube_retry(source)),
+            Self::ClaimsIncomplete => (Reason::KubernetesError, Transient),
             Self::Oss(error) => oss_row(error),
             Self::KeyCheckFailed(error) => (
                 Reason::KeyCheckFailed,
@@ -91,6 +98,7 @@ impl Error {
             Self::Oss(_) => "oss",
             Self::KeyCheckFailed(_) => "key_check_failed",
             Self::Kube { .. } => "kube",
+            Self::ClaimsIncomplete => "claims_incomplete",
         }
     }
 

@@ -3,6 +3,7 @@
 //! `schedule`, `finalizer::decide`); effects sit at the edges (`connect`, `report`, `finalizer`).
 //! This file wires the watchers, caches and controllers, and maps errors to retries.
 
+pub mod claims;
 pub mod connect;
 pub mod context;
 pub mod error;
@@ -21,13 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{FutureExt, Stream, StreamExt};
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
-use kube::{Resource, ResourceExt};
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 
 use crate::oss::{CredentialsProvider, OssClient};
 use crate::telemetry::{Metrics, Probe};
@@ -57,43 +58,12 @@ pub fn error_policy(object: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> A
     }
 }
 
-/// The bucket whose ownership may have moved because of this watch event: a resource was
-/// deleted, or is being deleted.
-fn released_bucket(event: &watcher::Event<Guarded>) -> Option<String> {
-    let object = match event {
-        watcher::Event::Delete(object) => object,
-        watcher::Event::Apply(object) if object.meta().deletion_timestamp.is_some() => object,
-        _ => return None,
-    };
-    object.0.as_ref().ok().map(|r| r.spec.bucket.clone())
-}
-
-/// The live resources of `store` naming each bucket that `released` announces: when an owner
-/// goes, the next in line is reconciled at once instead of after its Conflict backoff.
-fn heirs(
-    released: broadcast::Receiver<String>,
-    store: Store<Guarded>,
-) -> impl Stream<Item = ObjectRef<Guarded>> + Send + 'static {
-    futures_util::stream::unfold(released, |mut released| async move {
-        loop {
-            match released.recv().await {
-                Ok(bucket) => return Some((bucket, released)),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-    .flat_map(move |bucket| {
-        let named = store.state_filter(|o| {
-            o.0.as_ref()
-                .is_ok_and(|r| r.spec.bucket == bucket && r.meta().deletion_timestamp.is_none())
-        });
-        futures_util::stream::iter(
-            named
-                .iter()
-                .map(|o| ObjectRef::from_obj(o.as_ref()))
-                .collect::<Vec<_>>(),
-        )
+/// What a channel receives, as a stream (for `reconcile_on`: objects to reconcile now).
+fn received<T: Send + 'static>(
+    receiver: mpsc::UnboundedReceiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|object| (object, receiver))
     })
 }
 
@@ -200,15 +170,20 @@ pub async fn run(
         .watched
         .store(apis.len(), std::sync::atomic::Ordering::Relaxed);
     *health.stores.lock().unwrap_or_else(|p| p.into_inner()) = stores;
-    let (released, _) = broadcast::channel::<String>(1024);
+    let (senders, receivers): (Vec<_>, Vec<_>) = apis
+        .iter()
+        .map(|_| mpsc::unbounded_channel::<ObjectRef<Guarded>>())
+        .unzip();
     let controllers: Vec<Controller<Guarded>> = apis
         .into_iter()
         .zip(caches)
-        .map(|(api, (reader, writer))| {
+        .zip(receivers)
+        .enumerate()
+        .map(|(source, ((api, (reader, writer)), receiver))| {
             let synced = health.synced.clone();
             let mut counted = false;
             let events_ctx = ctx.clone();
-            let announce = released.clone();
+            let senders = senders.clone();
             // Only generation changes (spec edits, deletion) and new objects trigger a reconcile:
             // the controller's own status and finalizer writes do not feed back into it, and
             // everything else is caught by the resync interval.
@@ -223,20 +198,20 @@ pub async fn run(
                         counted = true;
                         synced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    if let watcher::Event::Delete(object) = event
-                        && let Some(uid) = object.uid()
-                    {
-                        events_ctx.forget_failures(&uid);
+                    let changes = events_ctx.claims.observe(source, event);
+                    for uid in &changes.removed {
+                        events_ctx.forget_failures(uid);
                     }
-                    if let Some(bucket) = released_bucket(event) {
-                        let _ = announce.send(bucket);
+                    for (to, namespace, name) in changes.retrigger {
+                        if let Some(sender) = senders.get(to) {
+                            let _ = sender.send(ObjectRef::new(&name).within(&namespace));
+                        }
                     }
                 })
                 .applied_objects()
                 .predicate_filter(predicates::generation, Default::default());
-            let heirs = heirs(released.subscribe(), reader.clone());
             Controller::for_stream(triggers, reader)
-                .reconcile_on(heirs)
+                .reconcile_on(received(receiver))
                 .with_config(ControllerConfig::default().concurrency(concurrency))
         })
         .collect();
@@ -305,10 +280,33 @@ async fn policy_controller(
     use crate::api::policy::BucketEncryptionPolicy;
     let api: Api<BucketEncryptionPolicy> = Api::all(client);
     let (reader, writer) = reflector::store::<BucketEncryptionPolicy>();
+    // When a policy starts or stops taking part in precedence (it broke, was fixed, or went),
+    // the others are passed again at once: a broken elder must not silence a junior until its
+    // resync.
+    let (nudge, nudged) = mpsc::unbounded_channel::<ObjectRef<BucketEncryptionPolicy>>();
+    let others = reader.clone();
+    let mut claiming: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
     let triggers = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|object: &mut BucketEncryptionPolicy| object.managed_fields_mut().clear())
         .reflect(writer)
+        .inspect(move |event| {
+            let changed = match event {
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                    let now = policy::classify::can_claim(p);
+                    claiming
+                        .insert(p.uid().unwrap_or_default(), now)
+                        .is_some_and(|before| before != now)
+                }
+                Ok(watcher::Event::Delete(p)) => claiming.remove(&p.uid().unwrap_or_default()) == Some(true),
+                _ => false,
+            };
+            if changed {
+                for other in others.state() {
+                    let _ = nudge.send(ObjectRef::from_obj(other.as_ref()));
+                }
+            }
+        })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     let pctx = Arc::new(policy::PolicyContext {
@@ -317,6 +315,7 @@ async fn policy_controller(
         policies: reader.clone(),
     });
     Controller::for_stream(triggers, reader)
+        .reconcile_on(received(nudged))
         .with_config(ControllerConfig::default().concurrency(2))
         .graceful_shutdown_on(async move {
             let _ = stopped.wait_for(Option::is_some).await;

@@ -15,6 +15,17 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// The claim a cluster resource makes (created at its creationTimestamp).
+    pub fn of(resource: &crate::api::BucketEncryption) -> Self {
+        use kube::{Resource, ResourceExt};
+        Self {
+            bucket: resource.spec.bucket.clone(),
+            created: resource.meta().creation_timestamp.as_ref().map(|t| t.0),
+            namespace: resource.namespace().unwrap_or_default(),
+            name: resource.name_any(),
+        }
+    }
+
     /// `namespace/name`.
     pub fn resource(&self) -> String {
         format!("{}/{}", self.namespace, self.name)

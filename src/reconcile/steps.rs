@@ -22,12 +22,14 @@ use super::preflight::{self, Held};
 use super::report::{self, event, publish};
 use super::schedule;
 use super::status::{ConditionState, Reason, Report, stable_message};
-use crate::api::{BucketEncryption, DesiredState, FINALIZER};
+use crate::api::{BucketEncryption, DesiredState};
 use crate::kms::Verdict;
 use crate::oss::{BucketTarget, CredentialsProvider, EncryptionRule, Reply};
 
 /// Reconciles one object, within the global concurrency bound, timed and counted in the metrics.
 pub async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Nobody writes before every claim is known (a partial cache could hide an older owner).
+    ctx.claims.until_complete().await;
     // The semaphore is never closed, so acquiring only waits.
     let queued = ctx.metrics.queued();
     let _permit = ctx.permits.acquire().await;
@@ -142,39 +144,16 @@ fn validate(resource: &BucketEncryption) -> Result<DesiredState, Error> {
         .map_err(|e| Error::InvalidSpec(e.to_string()))
 }
 
-/// `Ok` when this resource owns its bucket, else `Err(owner)` naming the owner. Claims come from
-/// every watched namespace's cache: live resources with a valid spec, and resources being deleted
-/// that still hold the finalizer (their cleanup is under way, so nobody else may write yet).
+/// `Ok` when this resource owns its bucket, else `Err(owner)` naming the owner, as the claims
+/// index has it (live resources with a valid spec, and resources being deleted that still hold
+/// the finalizer).
 pub fn ownership(resource: &BucketEncryption, ctx: &Context) -> Result<(), String> {
-    let bucket = resource.spec.bucket.as_str();
-    let me = claim(resource);
-    let mut claims = vec![me.clone()];
-    for store in &ctx.stores {
-        let others = store.state_filter(|o| {
-            o.0.as_ref()
-                .is_ok_and(|other| other.spec.bucket == bucket && other.meta().uid != resource.meta().uid)
-        });
-        for other in others {
-            let Ok(other) = &other.0 else { continue };
-            let deleting = other.meta().deletion_timestamp.is_some();
-            let finalizing = other.finalizers().iter().any(|f| f == FINALIZER);
-            if (!deleting || finalizing) && other.spec.validate().is_ok() {
-                claims.push(claim(other));
-            }
-        }
-    }
-    match owner_of(bucket, &claims) {
+    let me = Claim::of(resource);
+    let mut claims = ctx.claims.claims_on(&me.bucket);
+    claims.push(me.clone());
+    match owner_of(&me.bucket, &claims) {
         Some(owner) if *owner != me => Err(owner.resource()),
         _ => Ok(()),
-    }
-}
-
-fn claim(resource: &BucketEncryption) -> Claim {
-    Claim {
-        bucket: resource.spec.bucket.clone(),
-        created: resource.meta().creation_timestamp.as_ref().map(|t| t.0),
-        namespace: resource.namespace().unwrap_or_default(),
-        name: resource.name_any(),
     }
 }
 

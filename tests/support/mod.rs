@@ -4,6 +4,7 @@
 pub mod kube;
 pub mod operator;
 pub mod oss;
+pub mod policy;
 
 /// A spawned process, killed when the test ends, whatever happens.
 pub struct Child(pub std::process::Child);

@@ -4,7 +4,9 @@
 
 use std::cmp::Ordering;
 
-use crate::api::policy::{BucketCounts, NON_COMPLIANT_LISTED, NonCompliantBucket, PolicyDesired};
+use crate::api::policy::{
+    BucketCounts, BucketEncryptionPolicy, NON_COMPLIANT_LISTED, NonCompliantBucket, PolicyDesired,
+};
 use crate::oss::EncryptionRule;
 use crate::oss::list::BucketSummary;
 
@@ -51,6 +53,23 @@ impl Seniority {
         };
         by_time.then_with(|| self.name.cmp(&other.name)) == Ordering::Less
     }
+}
+
+/// Whether a policy takes part in precedence: alive, with a valid spec, and its last pass at
+/// this generation not stopped by something only a change can fix (an invalid spec,
+/// credentials that do not resolve, an endpoint refused). A broken policy silences nobody.
+pub fn can_claim(policy: &BucketEncryptionPolicy) -> bool {
+    const CANNOT_ACT: [&str; 3] = ["InvalidSpec", "CredentialsNotFound", "EndpointNotAllowed"];
+    let generation = policy.metadata.generation;
+    let failed = policy.status.as_ref().is_some_and(|status| {
+        status.conditions.iter().any(|c| {
+            c.type_ == "Synced"
+                && c.status == "False"
+                && c.observed_generation == generation
+                && CANNOT_ACT.contains(&c.reason.as_str())
+        })
+    });
+    policy.metadata.deletion_timestamp.is_none() && policy.spec.validate().is_ok() && !failed
 }
 
 /// Where a selected bucket stands before its rule is read.

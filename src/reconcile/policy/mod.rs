@@ -127,6 +127,10 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
         .spec
         .validate()
         .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    // A bucket a resource claims is the resource's: until every claim is known, nothing is written.
+    if !ctx.claims.is_complete() {
+        return Err(Error::ClaimsIncomplete);
+    }
     let credentials = credentials(policy, pctx).await?;
     let list_region = desired.regions.first().map_or("cn-hangzhou", String::as_str);
     let mut service = ServiceTarget::new(list_region).map_err(|e| Error::InvalidSpec(e.to_string()))?;
@@ -144,19 +148,13 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
         .list_all_buckets(&service, &credentials, &desired.name_prefix)
         .await?;
 
-    // Precedence: buckets named by a BucketEncryption, and older policies selecting a bucket.
-    let resource_buckets: HashSet<String> = ctx
-        .stores
-        .iter()
-        .flat_map(|store| store.state())
-        .filter_map(|o| o.0.as_ref().ok().map(|r| r.spec.bucket.clone()))
-        .collect();
+    // Precedence: buckets claimed by a BucketEncryption, and older policies that can act.
     let me = seniority(policy);
     let others: Vec<(Seniority, PolicyDesired)> = pctx
         .policies
         .state()
         .iter()
-        .filter(|p| p.uid() != policy.uid() && p.meta().deletion_timestamp.is_none())
+        .filter(|p| p.uid() != policy.uid() && classify::can_claim(p))
         .filter_map(|p| Some((seniority(p), p.spec.validate().ok()?)))
         .collect();
     let others_ref: Vec<(Seniority, &PolicyDesired)> = others.iter().map(|(s, d)| (s.clone(), d)).collect();
@@ -168,7 +166,7 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
             Selection::Outside => {}
             Selection::Excluded => decided.push((bucket, Outcome::Excluded)),
             Selection::Selected => {
-                match classify::standing(resource_buckets.contains(&bucket.name), &me, &others_ref, &bucket) {
+                match classify::standing(ctx.claims.is_claimed(&bucket.name), &me, &others_ref, &bucket) {
                     Standing::ManagedByResource => decided.push((bucket, Outcome::ManagedByResource)),
                     Standing::ClaimedByPolicy(_) => decided.push((bucket, Outcome::ClaimedByPolicy)),
                     Standing::Ours => pending.push(bucket),
@@ -357,6 +355,11 @@ async fn check_bucket(
             verdict @ Verdict::NotUsable { .. } => return (not_fixed(verdict.describe()), None),
             Verdict::CheckFailed(error) => return (Outcome::Error(error.to_string()), None),
         }
+    }
+    // Ownership is re-checked against the claims index immediately before the write: a resource
+    // created while this pass was under way keeps its bucket.
+    if ctx.claims.is_claimed(&bucket.name) {
+        return (Outcome::ManagedByResource, None);
     }
     let written = match &decision.action {
         OssAction::Blocked => return (not_fixed("a downgrade: not written".into()), None),
