@@ -824,7 +824,8 @@ fn replica(
         lease: "operator".into(),
         identity: identity.to_owned(),
         duration: Duration::from_secs(3),
-        grace: Duration::from_secs(1),
+        grace: Duration::from_secs(2),
+        renew_deadline: Duration::from_millis(2500),
     };
     let metrics = h.metrics.clone();
     tokio::spawn(async move {

@@ -256,3 +256,80 @@ async fn an_older_broken_policy_does_not_silence_a_younger_working_one() {
     assert_eq!(algorithm(&h, "fleet-a").as_deref(), Some("KMS"));
     assert_eq!(algorithm(&h, "fleet-b").as_deref(), Some("KMS"));
 }
+
+/// The Lease's holder, as the API server has it.
+async fn lease_holder(h: &Harness) -> Option<String> {
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(h.kube.client(), NAMESPACE);
+    leases
+        .get_opt("oss-encryption-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+#[tokio::test]
+async fn a_leader_that_cannot_renew_stops_writing_before_its_lease_can_expire() {
+    let mut h = quiet_harness(&["fenced", "taken-over"]).await;
+    h.stop_controller().await;
+    let allowed = format!(
+        "--allowed-endpoint-suffixes={}",
+        h.oss.emulator.endpoint().authority()
+    );
+    let spawn = |who: &str| {
+        h.spawn_operator_binary(
+            &format!("{{token: {who}}}"),
+            &["--leader-election".into(), allowed.clone()],
+            |command| {
+                command.env("POD_NAMESPACE", NAMESPACE).env("POD_NAME", who);
+            },
+        )
+    };
+    let mut first = spawn("first");
+    h.create("fenced", "fenced", json!({})).await;
+    h.wait_ready("fenced", "True", "Applied").await;
+    assert_eq!(lease_holder(&h).await.as_deref(), Some("first"));
+    let _second = spawn("second");
+
+    // The leader's renewals fail (its other requests still go through, as in a partial
+    // partition); the standby's succeed.
+    h.kube.set_faults(KubeFaults {
+        forbidden_to: vec![("first".into(), "patch leases".into())],
+        ..KubeFaults::default()
+    });
+    let cut = std::time::Instant::now();
+    let exited = loop {
+        if let Some(status) = first.process.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            cut.elapsed() < Duration::from_secs(40),
+            "the leader never stepped down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stepped_down = cut.elapsed();
+    assert!(
+        !exited.success(),
+        "stepping down exits non-zero so a restart waits for the lease"
+    );
+    assert_eq!(
+        lease_holder(&h).await.as_deref(),
+        Some("first"),
+        "it stepped down before the lease could pass to the standby (after {stepped_down:?})"
+    );
+    let writes_at_step_down = h.oss.emulator.state().total("PutBucketEncryption");
+
+    // The standby takes over once the lease expires, and reconciles what arrives next.
+    h.create("taken-over", "taken-over", json!({"algorithm": "SM4"}))
+        .await;
+    h.wait_ready("taken-over", "True", "Applied").await;
+    assert_eq!(lease_holder(&h).await.as_deref(), Some("second"));
+    assert_eq!(
+        h.oss.emulator.state().total("PutBucketEncryption"),
+        writes_at_step_down + 1,
+        "only the new leader's write"
+    );
+}

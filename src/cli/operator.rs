@@ -1,7 +1,5 @@
 //! `run`: the controller against the cluster of the current kubeconfig context.
 
-use std::time::Duration;
-
 use super::args::RunArgs;
 use crate::leader::{self, Election, Ended};
 use crate::oss::{AllowList, ClientConfig, CredentialsProvider, OssClient};
@@ -70,13 +68,11 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     ));
     let instance = settings.instance.clone();
     if args.leader_election {
-        let election = Election {
-            namespace: args.leader_election_namespace,
-            lease: args.leader_election_lease,
-            identity: instance,
-            duration: Duration::from_secs(15),
-            grace: Duration::from_secs(5),
-        };
+        let election = Election::new(
+            args.leader_election_namespace,
+            args.leader_election_lease,
+            instance,
+        );
         let work = |stop: leader::StopSignal| {
             reconcile::run(
                 client.clone(),

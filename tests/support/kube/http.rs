@@ -34,6 +34,8 @@ pub struct KubeFaults {
     /// `"<verb> <resource>"` pairs (as counted, e.g. `"get secrets"`) answered `403 Forbidden`,
     /// as RBAC would answer a service account that lacks the permission.
     pub forbidden: Vec<String>,
+    /// As `forbidden`, for one caller only: `(bearer token, "<verb> <resource>")`.
+    pub forbidden_to: Vec<(String, String)>,
 }
 
 /// Shared state of the HTTP layer.
@@ -260,10 +262,13 @@ pub async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Respo
         verb.to_owned(),
     ));
 
-    if faults
-        .forbidden
-        .iter()
-        .any(|f| *f == format!("{verb} {resource}"))
+    let access = format!("{verb} {resource}");
+    let caller = bearer_token(&parts.headers);
+    if faults.forbidden.contains(&access)
+        || faults
+            .forbidden_to
+            .iter()
+            .any(|(who, what)| *who == caller && *what == access)
     {
         let message = format!(
             "{resource} \"{}\" is forbidden: User \"system:serviceaccount:oss-encryption-system:oss-encryption-operator\" cannot {verb} resource \"{}\" in API group \"{}\" in the namespace \"{}\"",
