@@ -70,6 +70,18 @@ async fn a_downgrade_is_a_blocked_row_until_allowed() {
         "{row}"
     );
     assert!(stdout.contains("0 to change, 0 error(s), 1 blocked"), "{stdout}");
+    let header = stdout.lines().find(|l| l.starts_with("RESOURCE")).unwrap();
+    let action = header.find("ACTION").unwrap();
+    assert_eq!(
+        row[action..].split("  ").next(),
+        Some("blocked (downgrade)"),
+        "the ACTION column holds its widest value\n{stdout}"
+    );
+    assert_eq!(
+        header.find("KMS KEY"),
+        row.find(" -  ").map(|i| i + 1),
+        "the KMS KEY column stays aligned\n{stdout}"
+    );
 
     let (code, stdout, _) = cli(&oss, DOWNGRADE, &["apply"]).await;
     assert_eq!(code, 1, "{stdout}");
