@@ -336,3 +336,22 @@ fn a_namespace_that_is_not_a_string_is_an_error_never_default() {
         );
     }
 }
+
+#[test]
+fn rejected_environment_credentials_are_reported_not_hidden_as_none() {
+    let (code, stdout, stderr) = operator(
+        &[
+            "plan",
+            "-f",
+            "examples/sm4.yaml",
+            "--endpoint",
+            "https://oss-cn-hangzhou.aliyuncs.com",
+        ],
+        &[("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1234:role/demo")],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ALIBABA_CLOUD_OIDC_PROVIDER_ARN") && stdout.contains("refused"),
+        "the rows say why the environment's credentials were refused: {stdout}"
+    );
+}

@@ -129,9 +129,13 @@ pub async fn manifests_command(
     } else {
         let key_checker = args.kms.checker(config.allow_list.clone(), None)?;
         let client = OssClient::new(config)?;
-        let default_credentials = match &args.credentials_file {
-            Some(path) => Some(credentials_file(path)?.into()),
-            None => CredentialsProvider::from_env(&client).ok(),
+        let (default_credentials, credentials_refused) = match &args.credentials_file {
+            Some(path) => (Some(credentials_file(path)?.into()), None),
+            None => match CredentialsProvider::from_env(&client) {
+                Ok(provider) => (Some(provider), None),
+                Err(crate::oss::CredentialsError::NotFound) => (None, None),
+                Err(refused) => (None, Some(refused.to_string())),
+            },
         };
         let endpoint_override = args
             .endpoint
@@ -143,6 +147,7 @@ pub async fn manifests_command(
             Engine {
                 client,
                 default_credentials,
+                credentials_refused,
                 endpoint_override,
                 ignore_secrets: false,
                 key_checker,
