@@ -156,6 +156,10 @@ pub async fn manifests_command(
         )
     };
     engine.allow_downgrade = args.allow_downgrade;
+    // One run, one answer per key: a KMS that keeps failing costs one retry ladder, not one per row.
+    engine.key_checker = engine
+        .key_checker
+        .map(|checker| checker.with_failure_ttl(std::time::Duration::MAX));
     let report = stream(mode, &manifests, &engine, &args, emulator.as_ref()).await;
     if let Some(emulator) = emulator {
         emulator.stop().await;
