@@ -169,8 +169,9 @@ pub async fn run_streaming(
             }
             row
         });
-    // `buffered` runs up to `concurrency` jobs at once and yields their rows in order.
-    let mut rows = futures_util::stream::iter(jobs).buffered(concurrency.max(1));
+    // Up to `concurrency` jobs running at once (finished rows waiting their turn hold no slot),
+    // rows yielded in manifest order.
+    let mut rows = std::pin::pin!(super::ordered::in_order(jobs, concurrency));
     while let Some(row) = rows.next().await {
         if emit(&mut report, row) {
             break;

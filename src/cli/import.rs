@@ -188,11 +188,14 @@ pub async fn run(args: ImportArgs) -> Result<u8, Box<dyn std::error::Error>> {
         .into_iter()
         .filter(|b| args.regions.is_empty() || args.regions.contains(&b.region))
         .collect();
-    let observed: Vec<Observed> = futures_util::stream::iter(&buckets)
-        .map(|bucket| read_rule(&client, &credentials, bucket, endpoint.as_ref()))
-        .buffered(usize::from(args.concurrency))
-        .collect()
-        .await;
+    let observed: Vec<Observed> = super::ordered::in_order(
+        buckets
+            .iter()
+            .map(|bucket| read_rule(&client, &credentials, bucket, endpoint.as_ref())),
+        usize::from(args.concurrency),
+    )
+    .collect()
+    .await;
 
     let names = resource_names(&buckets.iter().map(|b| b.name.as_str()).collect::<Vec<_>>());
     let mut documents = Vec::new();

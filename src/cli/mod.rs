@@ -5,6 +5,7 @@ pub mod apply;
 pub mod args;
 pub mod import;
 pub mod operator;
+pub mod ordered;
 pub mod output;
 
 pub use apply::{Engine, Mode, Report, Row, emulated, run};
