@@ -379,6 +379,17 @@ fn read_document(mut document: Value, default_namespace: &str, schema: &Schema) 
             problems.join("; ")
         ));
     }
+    // Kubernetes types these as strings; anything else (`5`, `[x]`) is an error, never the default.
+    for field in ["name", "namespace"] {
+        match document.pointer(&format!("/metadata/{field}")) {
+            None | Some(Value::Null | Value::String(_)) => {}
+            Some(_) => {
+                return Err(format!(
+                    "metadata.{field} must be a string; nothing was sent for this document"
+                ));
+            }
+        }
+    }
     if document
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)

@@ -138,6 +138,7 @@ async fn apply_is_idempotent_and_uses_secrets_from_the_manifests() {
     let engine = Engine {
         client: oss.client(),
         default_credentials: None,
+        credentials_refused: None,
         endpoint_override: None,
         ignore_secrets: false,
         key_checker: None,

@@ -70,6 +70,18 @@ async fn a_downgrade_is_a_blocked_row_until_allowed() {
         "{row}"
     );
     assert!(stdout.contains("0 to change, 0 error(s), 1 blocked"), "{stdout}");
+    let header = stdout.lines().find(|l| l.starts_with("RESOURCE")).unwrap();
+    let action = header.find("ACTION").unwrap();
+    assert_eq!(
+        row[action..].split("  ").next(),
+        Some("blocked (downgrade)"),
+        "the ACTION column holds its widest value\n{stdout}"
+    );
+    assert_eq!(
+        header.find("KMS KEY"),
+        row.find(" -  ").map(|i| i + 1),
+        "the KMS KEY column stays aligned\n{stdout}"
+    );
 
     let (code, stdout, _) = cli(&oss, DOWNGRADE, &["apply"]).await;
     assert_eq!(code, 1, "{stdout}");
@@ -153,4 +165,81 @@ async fn a_key_check_that_cannot_run_is_an_error_row() {
         "{good}"
     );
     assert_eq!(oss.writes(), 0);
+}
+
+/// `count` KMS resources over buckets `shared-key-NNN`, all naming the key `key-good`.
+fn shared_key_manifests(count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "---\napiVersion: oss.encryption.dev/v1alpha1\nkind: BucketEncryption\nmetadata: {{name: r{i:03}, namespace: ns}}\nspec: {{bucket: shared-key-{i:03}, region: {REGION}, algorithm: KMS, kmsMasterKeyId: key-good}}\n"
+            )
+        })
+        .collect()
+}
+
+async fn shared_key_account(count: usize, faults: oss_encryption_operator::emulator::Faults) -> TestOss {
+    let oss = TestOss::start_with(EmulatorConfig {
+        access_keys: vec![(ACCESS_KEY_ID.into(), ACCESS_KEY_SECRET.into())],
+        buckets: (0..count)
+            .map(|i| (format!("shared-key-{i:03}"), REGION.to_owned()))
+            .collect(),
+        kms_keys: vec![(
+            "key-good".into(),
+            KmsKey {
+                region: REGION.into(),
+                ..KmsKey::default()
+            },
+        )],
+        ..EmulatorConfig::default()
+    })
+    .await;
+    oss.emulator.state().set_faults(faults);
+    oss
+}
+
+/// Every row `check failed`, nothing written, and the DescribeKey calls made.
+async fn apply_with_a_failing_kms(faults: oss_encryption_operator::emulator::Faults) -> u64 {
+    let count = 200;
+    let oss = shared_key_account(count, faults).await;
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = cli(&oss, &shared_key_manifests(count), &["apply", "-o", "json"]).await;
+    let calls = oss.emulator.state().total("DescribeKey");
+    println!(
+        "{count} manifests sharing one key: {:.1} s, {calls} DescribeKey call(s)",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), count);
+    assert!(rows.iter().all(|r| r["keyCheck"] == "check failed"), "{stdout}");
+    assert_eq!(oss.writes(), 0, "nothing written");
+    calls
+}
+
+#[tokio::test]
+async fn a_failing_kms_is_asked_once_per_key_per_run() {
+    let calls = apply_with_a_failing_kms(oss_encryption_operator::emulator::Faults {
+        kms_error_rate: 1.0,
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        calls <= 3,
+        "one retry ladder (3 attempts) for the run, not one per row: {calls}"
+    );
+}
+
+#[tokio::test]
+async fn a_throttling_kms_is_asked_once_per_key_per_run() {
+    let calls = apply_with_a_failing_kms(oss_encryption_operator::emulator::Faults {
+        kms_throttle_rate: 1.0,
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        calls <= 6,
+        "one throttled retry ladder (6 attempts) for the run: {calls}"
+    );
 }

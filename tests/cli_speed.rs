@@ -166,3 +166,76 @@ async fn a_closed_stdout_ends_the_run_quietly() {
         "the run stopped early ({gets} of {count} read)"
     );
 }
+
+/// Runs `apply` over `count` resources with stdout given by `stdout` (a pipe read for `lines`
+/// lines then closed, or a file such as `/dev/full`): (exit code, stderr).
+async fn apply_into(
+    oss: &TestOss,
+    count: usize,
+    stdout: Option<std::fs::File>,
+    lines: usize,
+) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, credentials) = manifests(oss, dir.path(), count);
+    let endpoint = oss.emulator.url();
+    let authority = oss.emulator.endpoint().authority();
+    tokio::task::spawn_blocking(move || {
+        let _dir = dir;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
+            .args(args("apply", &path, &credentials, &["--concurrency", "4"]))
+            .args(["--endpoint", &endpoint, "--allowed-endpoint-suffixes", &authority])
+            .stdout(stdout.map_or_else(Stdio::piped, Stdio::from))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(pipe) = child.stdout.take() {
+            // `| head -N`: read N lines, then close the pipe.
+            let mut reader = BufReader::new(pipe);
+            for _ in 0..lines {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+            }
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.code().is_some(),
+            "ended by itself, not by a signal: {:?}",
+            output.status
+        );
+        (
+            output.status.code().unwrap(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn apply_piped_into_head_finishes_every_row_and_says_so() {
+    let count = 200;
+    let oss = emulator(count).await;
+    let (code, stderr) = apply_into(&oss, count, None, 3).await;
+    assert_every_rule(&oss, count);
+    assert_eq!(code, 0, "every row applied: {stderr}");
+    assert!(
+        stderr.contains(&format!("all {count} rows done")),
+        "the closed output is reported with the work done: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn apply_into_a_full_disk_finishes_every_row_and_says_so() {
+    let count = 200;
+    let oss = emulator(count).await;
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let (code, stderr) = apply_into(&oss, count, Some(full), 0).await;
+    assert_every_rule(&oss, count);
+    assert_eq!(code, 0, "every row applied: {stderr}");
+    assert!(
+        stderr.contains(&format!("all {count} rows done"))
+            && stderr.contains(&format!("0 of {count} rows shown")),
+        "the lost output is reported with the work done: {stderr}"
+    );
+}

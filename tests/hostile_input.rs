@@ -305,3 +305,53 @@ async fn schemes_are_case_insensitive() {
         "{stdout}{stderr}"
     );
 }
+
+#[test]
+fn a_namespace_that_is_not_a_string_is_an_error_never_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for (i, namespace) in ["5", "[x]", "{a: b}", "true"].iter().enumerate() {
+        text.push_str(&format!(
+            "---\napiVersion: oss.encryption.dev/v1alpha1\nkind: BucketEncryption\nmetadata: {{name: n{i}, namespace: {namespace}}}\nspec: {{bucket: typed-ns-{i}, region: cn-hangzhou, algorithm: AES256}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s{i}, namespace: {namespace}}}\nstringData: {{accessKeyId: a, accessKeySecret: b}}\n"
+        ));
+    }
+    let path = write(dir.path(), "typed.yaml", &text);
+    let (code, stdout, stderr) = operator(&["apply", "-f", &path, "--emulator", "-o", "json"], &[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(report["errors"], 8, "{stdout}");
+    assert_eq!(report["changes"], 0, "{stdout}");
+    for row in rows {
+        assert!(
+            row["result"]
+                .as_str()
+                .unwrap()
+                .contains("metadata.namespace must be a string"),
+            "{row}"
+        );
+        assert!(
+            !row["resource"].as_str().unwrap().starts_with("default/"),
+            "{row}"
+        );
+    }
+}
+
+#[test]
+fn rejected_environment_credentials_are_reported_not_hidden_as_none() {
+    let (code, stdout, stderr) = operator(
+        &[
+            "plan",
+            "-f",
+            "examples/sm4.yaml",
+            "--endpoint",
+            "https://oss-cn-hangzhou.aliyuncs.com",
+        ],
+        &[("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1234:role/demo")],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ALIBABA_CLOUD_OIDC_PROVIDER_ARN") && stdout.contains("refused"),
+        "the rows say why the environment's credentials were refused: {stdout}"
+    );
+}

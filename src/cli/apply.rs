@@ -29,6 +29,9 @@ pub struct Engine {
     pub client: OssClient,
     /// Credentials for resources whose Secret is not among the manifests (file, environment or RRSA).
     pub default_credentials: Option<CredentialsProvider>,
+    /// Why the environment's credentials were refused (set but incomplete or invalid), when
+    /// they were: rows needing them say so instead of "no credentials".
+    pub credentials_refused: Option<String>,
     /// Send every resource here instead of its own endpoint (`--endpoint`, `--emulator`).
     pub endpoint_override: Option<Endpoint>,
     /// Ignore the manifests' Secrets and use `default_credentials` for everything (`--emulator`).
@@ -166,8 +169,9 @@ pub async fn run_streaming(
             }
             row
         });
-    // `buffered` runs up to `concurrency` jobs at once and yields their rows in order.
-    let mut rows = futures_util::stream::iter(jobs).buffered(concurrency.max(1));
+    // Up to `concurrency` jobs running at once (finished rows waiting their turn hold no slot),
+    // rows yielded in manifest order.
+    let mut rows = std::pin::pin!(super::ordered::in_order(jobs, concurrency));
     while let Some(row) = rows.next().await {
         if emit(&mut report, row) {
             break;
@@ -365,6 +369,9 @@ fn credentials(
             return Ok(CredentialsProvider::Static(credentials));
         }
     }
+    if let (None, Some(reason)) = (&engine.default_credentials, &engine.credentials_refused) {
+        return Err(format!("credentials from the environment refused: {reason}"));
+    }
     engine.default_credentials.clone().ok_or_else(|| {
         "no credentials: put the named Secret among the manifests, or pass --credentials-file, or set \
          ALIBABA_CLOUD_ACCESS_KEY_ID/ALIBABA_CLOUD_ACCESS_KEY_SECRET (or the RRSA variables)"
@@ -407,6 +414,7 @@ pub async fn emulated(
         key_checker: kms.checker(config.allow_list.clone(), None)?,
         client: OssClient::new(config)?,
         default_credentials: Some(Credentials::new(access_key_id, secret).into()),
+        credentials_refused: None,
         endpoint_override: Some(emulator.endpoint()),
         ignore_secrets: true,
         allow_downgrade: false,

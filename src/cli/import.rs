@@ -22,8 +22,9 @@ pub type Observed = Result<Option<EncryptionRule>, String>;
 /// A resource name for every bucket, in order: the bucket name when it is a valid DNS label
 /// (OSS names always are), else a sanitised form; a name taken twice gets `-2`, `-3`, … in
 /// the order given, so the same account always imports to the same names.
+/// `kustomization` is never given out: its file would be `kustomization.yaml`.
 pub fn resource_names(buckets: &[&str]) -> Vec<String> {
-    let mut taken: HashSet<String> = HashSet::new();
+    let mut taken: HashSet<String> = HashSet::from(["kustomization".to_owned()]);
     buckets
         .iter()
         .map(|bucket| {
@@ -94,6 +95,36 @@ pub fn manifest(
     })
 }
 
+/// The listing as it may be imported, and why each other entry was refused: ListBuckets comes
+/// from the endpoint, which may not be OSS, so a name that is not a valid OSS bucket name or a
+/// region that is not a region id is refused (shown escaped, never as sent), and a name listed
+/// twice is imported once.
+pub fn screen(listed: Vec<BucketSummary>) -> (Vec<BucketSummary>, Vec<String>) {
+    use crate::oss::endpoint::{validate_bucket_name, validate_region};
+    use crate::oss::list::printable;
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut kept = Vec::new();
+    let mut refused = Vec::new();
+    for bucket in listed {
+        let name = printable(&bucket.name);
+        let region = printable(&bucket.region);
+        if validate_bucket_name(&bucket.name).is_err() {
+            refused.push(format!("# NOT IMPORTED: bucket \"{name}\" is not a valid OSS bucket name (listed in region \"{region}\")\n"));
+        } else if validate_region(&bucket.region).is_err() {
+            refused.push(format!(
+                "# NOT IMPORTED: bucket {name}: region \"{region}\" is not a valid OSS region id\n"
+            ));
+        } else if !seen.insert(bucket.name.clone()) {
+            refused.push(format!(
+                "# NOT IMPORTED: bucket {name} ({region}) listed more than once; imported once, as first listed\n"
+            ));
+        } else {
+            kept.push(bucket);
+        }
+    }
+    (kept, refused)
+}
+
 /// A manifest as a YAML document with a comment naming its source.
 fn document(value: &Value, bucket: &BucketSummary) -> String {
     let yaml = serde_saphyr::to_string(value).expect("a manifest serialises");
@@ -105,7 +136,7 @@ fn document(value: &Value, bucket: &BucketSummary) -> String {
 
 /// The comment standing for a bucket that could not be imported.
 fn error_comment(bucket: &BucketSummary, error: &str) -> String {
-    let error = error.replace('\n', " ");
+    let error = crate::oss::list::printable(&error.replace('\n', " "));
     format!(
         "# NOT IMPORTED: bucket {} ({}): {error}\n",
         bucket.name, bucket.region
@@ -146,20 +177,29 @@ pub async fn run(args: ImportArgs) -> Result<u8, Box<dyn std::error::Error>> {
     let listed = client
         .list_all_buckets(&service, &credentials, &args.prefix)
         .await
-        .map_err(|e| format!("listing the account's buckets: {e}"))?;
-    let buckets: Vec<BucketSummary> = listed
+        .map_err(|e| {
+            format!(
+                "listing the account's buckets: {}",
+                crate::oss::list::printable(&e.to_string())
+            )
+        })?;
+    let (buckets, refused) = screen(listed);
+    let buckets: Vec<BucketSummary> = buckets
         .into_iter()
         .filter(|b| args.regions.is_empty() || args.regions.contains(&b.region))
         .collect();
-    let observed: Vec<Observed> = futures_util::stream::iter(&buckets)
-        .map(|bucket| read_rule(&client, &credentials, bucket, endpoint.as_ref()))
-        .buffered(usize::from(args.concurrency))
-        .collect()
-        .await;
+    let observed: Vec<Observed> = super::ordered::in_order(
+        buckets
+            .iter()
+            .map(|bucket| read_rule(&client, &credentials, bucket, endpoint.as_ref())),
+        usize::from(args.concurrency),
+    )
+    .collect()
+    .await;
 
     let names = resource_names(&buckets.iter().map(|b| b.name.as_str()).collect::<Vec<_>>());
     let mut documents = Vec::new();
-    let mut errors = Vec::new();
+    let mut errors = refused;
     for ((bucket, name), outcome) in buckets.iter().zip(&names).zip(&observed) {
         match outcome {
             Ok(rule) => documents.push((
@@ -221,7 +261,11 @@ fn write_dir(
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut files: Vec<String> = documents.iter().map(|(file, _)| file.clone()).collect();
     files.push("kustomization.yaml".into());
-    let existing: Vec<&String> = files.iter().filter(|f| dir.join(f).exists()).collect();
+    // symlink_metadata: a dangling symlink exists too (`exists()` follows it and says no).
+    let existing: Vec<&String> = files
+        .iter()
+        .filter(|f| std::fs::symlink_metadata(dir.join(f)).is_ok())
+        .collect();
     if !existing.is_empty() {
         return Err(format!(
             "{} already holds {}; nothing written (import into an empty directory)",
@@ -231,11 +275,22 @@ fn write_dir(
         .into());
     }
     for (file, text) in documents {
-        std::fs::write(dir.join(file), text).map_err(|e| format!("{}: {e}", dir.join(file).display()))?;
+        create_new(&dir.join(file), text)?;
     }
     let listed: Vec<String> = documents.iter().map(|(file, _)| file.clone()).collect();
-    std::fs::write(dir.join("kustomization.yaml"), kustomization(&listed, errors))?;
+    create_new(&dir.join("kustomization.yaml"), &kustomization(&listed, errors))?;
     Ok(())
+}
+
+/// Writes a new file, never through a symlink or over a file that appeared since the check.
+fn create_new(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|e| format!("{}: {e}; import into an empty directory", path.display()))
 }
 
 #[cfg(test)]
@@ -289,6 +344,29 @@ mod tests {
             Some(rule),
             "the manifest validates to the rule read"
         );
+    }
+
+    #[test]
+    fn the_listing_is_screened_for_bad_names_regions_and_duplicates() {
+        let summary = |name: &str, region: &str| BucketSummary {
+            name: name.into(),
+            region: region.into(),
+            ..BucketSummary::default()
+        };
+        let (kept, refused) = screen(vec![
+            summary("good", "cn-hangzhou"),
+            summary("bad\n---", "cn-hangzhou"),
+            summary("bad-region", "cn\u{1b}"),
+            summary("good", "cn-shanghai"),
+        ]);
+        assert_eq!(kept, [summary("good", "cn-hangzhou")]);
+        assert_eq!(refused.len(), 3);
+        for line in &refused {
+            assert_eq!(line.lines().count(), 1, "{line}");
+            assert!(!line.chars().any(|c| c.is_control() && c != '\n'), "{line:?}");
+        }
+        assert!(refused[2].contains("more than once"));
+        assert_eq!(resource_names(&["kustomization"]), ["kustomization-2"]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod args;
 pub mod import;
 pub mod operator;
+pub mod ordered;
 pub mod output;
 
 pub use apply::{Engine, Mode, Report, Row, emulated, run};
@@ -18,8 +19,11 @@ use args::{ManifestArgs, OutputFormat};
 pub const USAGE_ERROR: u8 = 1;
 
 /// Runs the resources and writes the results: table rows as they come in (in manifest order),
-/// a progress line on stderr when it is a terminal, JSON at the end. A closed stdout (`| head`)
-/// stops the run quietly.
+/// a progress line on stderr when it is a terminal, JSON at the end. A closed stdout (`| head`,
+/// `> /dev/full`) stops a `plan` quietly (it only reads), but never an `apply`: every row is
+/// still applied (an apply cut short leaves in-flight writes in doubt and the account half
+/// converged), and stderr names how many rows were shown and how many were done; the exit code
+/// is the one the whole run earns.
 async fn stream(
     mode: Mode,
     manifests: &crate::manifest::Manifests,
@@ -31,12 +35,15 @@ async fn stream(
     let mut stdout = std::io::stdout().lock();
     let table = args.output == OutputFormat::Table;
     let writer = output::TableWriter::for_manifests(manifests);
-    let mut open = true;
+    // Why stdout stopped taking text (EPIPE, ENOSPC), once it has.
+    let mut closed: Option<std::io::Error> = None;
     let mut write = |stdout: &mut std::io::StdoutLock<'_>, text: &str| {
-        if open && (stdout.write_all(text.as_bytes()).is_err() || stdout.flush().is_err()) {
-            open = false; // the reader went away (EPIPE): stop quietly
+        if closed.is_none()
+            && let Err(error) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
+        {
+            closed = Some(error);
         }
-        open
+        closed.is_none()
     };
     if table {
         if let Some(emulator) = emulator {
@@ -49,7 +56,7 @@ async fn stream(
     }
     let progress = std::io::stderr().is_terminal();
     let total = manifests.errors.len() + manifests.resources.len();
-    let (mut done, mut changes, mut errors) = (0, 0, 0);
+    let (mut done, mut changes, mut errors, mut shown) = (0, 0, 0, 0);
     let report = apply::run_streaming(mode, manifests, engine, usize::from(args.concurrency), |row| {
         done += 1;
         changes += usize::from(row.is_change());
@@ -61,7 +68,8 @@ async fn stream(
             );
         }
         let still_open = !table || write(&mut stdout, &writer.row(row));
-        if still_open {
+        shown += usize::from(table && still_open);
+        if still_open || mode == Mode::Apply {
             std::ops::ControlFlow::Continue(())
         } else {
             std::ops::ControlFlow::Break(())
@@ -76,7 +84,18 @@ async fn stream(
     } else {
         serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
     };
-    write(&mut stdout, &closing);
+    if write(&mut stdout, &closing) || mode == Mode::Plan {
+        return report;
+    }
+    let reason = closed.map(|e| e.to_string()).unwrap_or_default();
+    eprintln!(
+        "warning: stdout could not be written ({reason}): {shown} of {total} rows shown; \
+         apply went on: all {} rows done, {} changed, {} error(s), {} blocked",
+        report.rows.len(),
+        report.changes,
+        report.errors,
+        report.blocked
+    );
     report
 }
 
@@ -111,9 +130,13 @@ pub async fn manifests_command(
     } else {
         let key_checker = args.kms.checker(config.allow_list.clone(), None)?;
         let client = OssClient::new(config)?;
-        let default_credentials = match &args.credentials_file {
-            Some(path) => Some(credentials_file(path)?.into()),
-            None => CredentialsProvider::from_env(&client).ok(),
+        let (default_credentials, credentials_refused) = match &args.credentials_file {
+            Some(path) => (Some(credentials_file(path)?.into()), None),
+            None => match CredentialsProvider::from_env(&client) {
+                Ok(provider) => (Some(provider), None),
+                Err(crate::oss::CredentialsError::NotFound) => (None, None),
+                Err(refused) => (None, Some(refused.to_string())),
+            },
         };
         let endpoint_override = args
             .endpoint
@@ -125,6 +148,7 @@ pub async fn manifests_command(
             Engine {
                 client,
                 default_credentials,
+                credentials_refused,
                 endpoint_override,
                 ignore_secrets: false,
                 key_checker,
@@ -133,6 +157,10 @@ pub async fn manifests_command(
         )
     };
     engine.allow_downgrade = args.allow_downgrade;
+    // One run, one answer per key: a KMS that keeps failing costs one retry ladder, not one per row.
+    engine.key_checker = engine
+        .key_checker
+        .map(|checker| checker.with_failure_ttl(std::time::Duration::MAX));
     let report = stream(mode, &manifests, &engine, &args, emulator.as_ref()).await;
     if let Some(emulator) = emulator {
         emulator.stop().await;

@@ -57,8 +57,11 @@ impl TableWriter {
         for (i, header) in HEADERS.iter().take(7).enumerate() {
             widths[i] = header.len();
         }
-        widths[2] = widths[2].max("None".len());
-        widths[4] = widths[4].max("report-only".len());
+        // CURRENT is only known once OSS answers: room for the widest rule without a key id (a
+        // bucket's own key id may still be wider); ACTION for its widest value.
+        widths[2] = widths[2]
+            .max(crate::oss::describe_rule(Some(&crate::oss::EncryptionRule::kms(None, None))).len());
+        widths[4] = widths[4].max("blocked (downgrade)".len());
         widths[5] = widths[5].max("check failed".len());
         widths[6] = widths[6].max(24); // x-oss-request-id
         for row in rows {

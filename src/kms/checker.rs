@@ -55,6 +55,9 @@ type CacheKey = (String, String, String);
 pub struct KeyChecker {
     client: KmsClient,
     ttl: Duration,
+    /// How long a failed check (KMS throttling or erring after the retry ladder) is kept:
+    /// zero for the controller (the next reconcile asks again), the whole run for `plan`/`apply`.
+    failure_ttl: Duration,
     entries: Arc<Mutex<HashMap<CacheKey, Entry>>>,
 }
 
@@ -66,8 +69,17 @@ impl KeyChecker {
         Self {
             client,
             ttl,
+            failure_ttl: Duration::ZERO,
             entries: Arc::default(),
         }
+    }
+
+    /// Keeps a failed check for `ttl` too, so every row sharing a key waits for one retry
+    /// ladder instead of running its own (the call stays single-flight per key: callers of
+    /// other keys never wait on it).
+    pub fn with_failure_ttl(mut self, ttl: Duration) -> Self {
+        self.failure_ttl = ttl;
+        self
     }
 
     pub fn client(&self) -> &KmsClient {
@@ -92,7 +104,7 @@ impl KeyChecker {
         let entry = self.entry((identity, region.to_owned(), key_id.to_owned()));
         let mut slot = entry.lock().await;
         if let Some((at, verdict)) = slot.as_ref()
-            && at.elapsed() < self.ttl
+            && at.elapsed() < self.ttl_of(verdict)
         {
             return verdict.clone();
         }
@@ -123,17 +135,32 @@ impl KeyChecker {
             Verdict::CheckFailed(error) => error.classification() == Classification::Terminal,
             _ => true,
         };
-        *slot = definite.then(|| (Instant::now(), verdict.clone()));
+        let kept = definite || !self.failure_ttl.is_zero();
+        *slot = kept.then(|| (Instant::now(), verdict.clone()));
         verdict
+    }
+
+    /// How long `verdict` stays cached.
+    fn ttl_of(&self, verdict: &Verdict) -> Duration {
+        match verdict {
+            Verdict::CheckFailed(error) if error.classification() != Classification::Terminal => {
+                self.failure_ttl
+            }
+            _ => self.ttl,
+        }
     }
 
     fn entry(&self, key: CacheKey) -> Entry {
         let mut entries = self.entries.lock().expect("the key cache lock is never poisoned");
         if entries.len() > SWEEP_ABOVE {
             let ttl = self.ttl;
+            let failure_ttl = |v: &Verdict| self.ttl_of(v);
             entries.retain(|_, e| {
                 e.try_lock()
-                    .map(|slot| slot.as_ref().is_some_and(|(at, _)| at.elapsed() < ttl))
+                    .map(|slot| {
+                        slot.as_ref()
+                            .is_some_and(|(at, v)| at.elapsed() < ttl.max(failure_ttl(v)))
+                    })
                     .unwrap_or(true)
             });
         }

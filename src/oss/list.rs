@@ -65,6 +65,53 @@ pub struct BucketPage {
 
 const ROOT: &str = "ListAllMyBucketsResult";
 
+/// The most pages one listing follows (10 million buckets, far past any account's quota): a
+/// server that keeps answering `IsTruncated` past it is not OSS.
+pub const MAX_PAGES: usize = 10_000;
+
+/// Why a truncated page's `NextMarker` cannot be followed, if it cannot: OSS lists names in
+/// ascending order and the marker is the last name of the page, so it is a valid bucket name
+/// strictly after the marker asked with; and page `number` (from 1) is within [`MAX_PAGES`].
+/// A marker that does not advance, or grows without end, would page forever.
+pub fn marker_problem(asked: &str, next: &str, number: usize) -> Option<String> {
+    if number >= MAX_PAGES {
+        return Some(format!(
+            "the listing is still truncated after {number} pages; not followed further"
+        ));
+    }
+    if crate::oss::endpoint::validate_bucket_name(next).is_err() {
+        return Some(format!(
+            "NextMarker \"{}\" is not a bucket name; the listing was not followed",
+            printable(next)
+        ));
+    }
+    if next <= asked {
+        return Some(format!(
+            "NextMarker \"{}\" does not advance past marker \"{}\"; the listing was not followed",
+            printable(next),
+            printable(asked)
+        ));
+    }
+    None
+}
+
+/// `text` safe to show on a terminal or in a YAML comment: control characters (newlines, ESC,
+/// BEL, CR, …) escaped as `\n`, `\u{1b}`, …; at most 1,000 characters.
+pub fn printable(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars().take(1000) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if text.chars().count() > 1000 {
+        out.push('…');
+    }
+    out
+}
+
 /// Reads a `ListAllMyBucketsResult` body.
 pub fn parse(xml: &str) -> Result<BucketPage, XmlError> {
     let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());

@@ -461,14 +461,30 @@ impl OssClient {
             marker: String::new(),
             max_keys,
         };
-        futures_util::stream::unfold(Some(first), move |next| async move {
-            let mut request = next?;
+        futures_util::stream::unfold(Some((first, 1)), move |next| async move {
+            let (mut request, number) = next?;
             match self.list_buckets(service, credentials, &request).await {
                 Ok(reply) => {
                     let page = reply.value;
+                    if page.is_truncated
+                        && let Some(problem) =
+                            list::marker_problem(&request.marker, &page.next_marker, number)
+                    {
+                        let error = OssError {
+                            operation: Operation::ListBuckets,
+                            bucket: String::new(),
+                            attempts: 1,
+                            kind: OssErrorKind::BadResponse {
+                                status: 200,
+                                request_id: reply.request_id,
+                                detail: problem,
+                            },
+                        };
+                        return Some((Err(error), None));
+                    }
                     let more = page.is_truncated.then(|| {
                         request.marker = page.next_marker.clone();
-                        request
+                        (request, number + 1)
                     });
                     Some((Ok(page), more))
                 }

@@ -197,3 +197,32 @@ fn written_pages_read_back_and_bad_ones_are_refused() {
         assert!(parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_next_marker_must_advance_be_a_bucket_name_and_stay_within_the_page_cap() {
+    assert_eq!(marker_problem("", "abc", 1), None);
+    assert_eq!(marker_problem("abc", "abd", 2), None);
+    assert!(
+        marker_problem("abc", "abc", 2)
+            .unwrap()
+            .contains("does not advance")
+    );
+    assert!(
+        marker_problem("abd", "abc", 2)
+            .unwrap()
+            .contains("does not advance")
+    );
+    assert!(
+        marker_problem("", &"a".repeat(64), 1)
+            .unwrap()
+            .contains("not a bucket name")
+    );
+    assert!(marker_problem("", "x\ny", 1).unwrap().contains("x\\ny"));
+    assert!(marker_problem("abc", "abd", MAX_PAGES).unwrap().contains("pages"));
+}
+
+#[test]
+fn printable_escapes_every_control_character() {
+    assert_eq!(printable("a\n---\u{1b}[2J\u{7}\r"), "a\\n---\\u{1b}[2J\\u{7}\\r");
+    assert_eq!(printable("plain-name"), "plain-name");
+}
