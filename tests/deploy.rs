@@ -116,7 +116,19 @@ fn rbac_grants_exactly_the_verbs_used() {
     assert_eq!(grants["bucketencryptionpolicies"], ["get", "list", "watch"]);
     assert_eq!(grants["bucketencryptionpolicies/status"], ["patch"]);
     assert_eq!(grants["events"], ["create", "patch"]);
-    assert_eq!(grants.len(), 6, "nothing else: {grants:?}");
+    assert_eq!(grants["customresourcedefinitions"], ["get"]);
+    let crd_rule = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resources"][0] == "customresourcedefinitions")
+        .unwrap();
+    assert_eq!(
+        crd_rule["resourceNames"],
+        serde_json::json!(["bucketencryptions.oss.encryption.dev"]),
+        "the one CRD it reads, by name"
+    );
+    assert_eq!(grants.len(), 7, "nothing else: {grants:?}");
 
     // Leases only in the operator's namespace, through a Role.
     let kinds = by_kind(&objects);
