@@ -44,11 +44,17 @@ fn by_kind(objects: &[Value]) -> BTreeMap<String, Vec<Value>> {
 }
 
 #[test]
-fn the_base_references_the_crd_service_account_and_rbac() {
+fn the_base_references_the_service_account_and_rbac_and_the_crds_are_apart() {
     let objects = kustomize("deploy/base");
     let kinds = by_kind(&objects);
+    assert!(
+        !kinds.contains_key("CustomResourceDefinition"),
+        "deploy/base renders no CRD: deleting it must never delete the CRDs"
+    );
+    let crd_objects = kustomize("deploy/crds");
+    let crd_kinds = by_kind(&crd_objects);
+    assert_eq!(crd_kinds.len(), 1, "deploy/crds holds the CRDs only");
     for kind in [
-        "CustomResourceDefinition",
         "Namespace",
         "ServiceAccount",
         "ClusterRole",
@@ -56,10 +62,9 @@ fn the_base_references_the_crd_service_account_and_rbac() {
         "Deployment",
         "Service",
     ] {
-        let expected = if kind == "CustomResourceDefinition" { 2 } else { 1 };
-        assert_eq!(kinds.get(kind).map(Vec::len), Some(expected), "{kind}");
+        assert_eq!(kinds.get(kind).map(Vec::len), Some(1), "{kind}");
     }
-    let crds: Vec<&str> = kinds["CustomResourceDefinition"]
+    let crds: Vec<&str> = crd_kinds["CustomResourceDefinition"]
         .iter()
         .map(|crd| crd["metadata"]["name"].as_str().unwrap())
         .collect();
