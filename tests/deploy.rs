@@ -44,11 +44,17 @@ fn by_kind(objects: &[Value]) -> BTreeMap<String, Vec<Value>> {
 }
 
 #[test]
-fn the_base_references_the_crd_service_account_and_rbac() {
+fn the_base_references_the_service_account_and_rbac_and_the_crds_are_apart() {
     let objects = kustomize("deploy/base");
     let kinds = by_kind(&objects);
+    assert!(
+        !kinds.contains_key("CustomResourceDefinition"),
+        "deploy/base renders no CRD: deleting it must never delete the CRDs"
+    );
+    let crd_objects = kustomize("deploy/crds");
+    let crd_kinds = by_kind(&crd_objects);
+    assert_eq!(crd_kinds.len(), 1, "deploy/crds holds the CRDs only");
     for kind in [
-        "CustomResourceDefinition",
         "Namespace",
         "ServiceAccount",
         "ClusterRole",
@@ -56,10 +62,9 @@ fn the_base_references_the_crd_service_account_and_rbac() {
         "Deployment",
         "Service",
     ] {
-        let expected = if kind == "CustomResourceDefinition" { 2 } else { 1 };
-        assert_eq!(kinds.get(kind).map(Vec::len), Some(expected), "{kind}");
+        assert_eq!(kinds.get(kind).map(Vec::len), Some(1), "{kind}");
     }
-    let crds: Vec<&str> = kinds["CustomResourceDefinition"]
+    let crds: Vec<&str> = crd_kinds["CustomResourceDefinition"]
         .iter()
         .map(|crd| crd["metadata"]["name"].as_str().unwrap())
         .collect();
@@ -116,7 +121,19 @@ fn rbac_grants_exactly_the_verbs_used() {
     assert_eq!(grants["bucketencryptionpolicies"], ["get", "list", "watch"]);
     assert_eq!(grants["bucketencryptionpolicies/status"], ["patch"]);
     assert_eq!(grants["events"], ["create", "patch"]);
-    assert_eq!(grants.len(), 6, "nothing else: {grants:?}");
+    assert_eq!(grants["customresourcedefinitions"], ["get"]);
+    let crd_rule = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resources"][0] == "customresourcedefinitions")
+        .unwrap();
+    assert_eq!(
+        crd_rule["resourceNames"],
+        serde_json::json!(["bucketencryptions.oss.encryption.dev"]),
+        "the one CRD it reads, by name"
+    );
+    assert_eq!(grants.len(), 7, "nothing else: {grants:?}");
 
     // Leases only in the operator's namespace, through a Role.
     let kinds = by_kind(&objects);

@@ -3,10 +3,17 @@
 //! cannot be done (not the owner, spec invalid or unreadable, credentials gone, a terminal OSS
 //! error, or transient failures past the deletion timeout) the rule is retained, a Warning says
 //! why, and the finalizer is released: deletion always ends.
+//!
+//! Deleting the BucketEncryption CRD (an uninstall) makes the API server delete every instance;
+//! none of those deletions is a user's request to remove encryption. So before any removal the
+//! CRD is read: while it is being deleted, is gone, or cannot be read, the rule is retained.
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use kube::api::Api;
 use kube::api::{Patch, PatchParams};
 use kube::core::ObjectMeta;
 use kube::core::error_boundary::InvalidObject;
@@ -78,14 +85,31 @@ pub enum Cleanup {
     Remove(Box<DesiredState>),
     /// Removal was asked for but must not happen: keep the rule, say why, let go.
     Retain(String),
+    /// Removal would happen: read the CRD's state first and decide again with it.
+    CheckCrd,
 }
 
-/// Decides the cleanup from the spec, its validation and the ownership verdict (`Err(owner)`
-/// names the resource that owns the bucket).
+/// The BucketEncryption CRD as read before a removal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CrdState {
+    /// Served and not being deleted.
+    Serving,
+    /// It carries a deletionTimestamp: an uninstall is deleting every instance.
+    Deleting,
+    /// It no longer exists.
+    Gone,
+    /// It could not be read (the error, without secrets): doubt retains.
+    Unknown(String),
+}
+
+/// Decides the cleanup from the spec, its validation, the ownership verdict (`Err(owner)`
+/// names the resource that owns the bucket) and the CRD's state (`None`: not read yet; a
+/// removal is then [`Cleanup::CheckCrd`], so the CRD is read only when it matters).
 pub fn decide(
     resource: &BucketEncryption,
     validated: Result<DesiredState, InvalidSpec>,
     ownership: Result<(), String>,
+    crd: Option<&CrdState>,
 ) -> Cleanup {
     if resource.spec.deletion_policy != DeletionPolicy::Delete
         || resource.spec.management_policy != ManagementPolicy::Manage
@@ -98,7 +122,33 @@ pub fn decide(
             "BucketEncryption {owner} manages bucket {}, not this resource",
             resource.spec.bucket
         )),
-        (Ok(desired), Ok(())) => Cleanup::Remove(Box::new(desired)),
+        (Ok(desired), Ok(())) => match crd {
+            None => Cleanup::CheckCrd,
+            Some(CrdState::Serving) => Cleanup::Remove(Box::new(desired)),
+            Some(CrdState::Deleting) => Cleanup::Retain(format!(
+                "the CustomResourceDefinition {} is being deleted (an uninstall deletes every BucketEncryption; that is not a request to remove encryption)",
+                BucketEncryption::crd_name()
+            )),
+            Some(CrdState::Gone) => Cleanup::Retain(format!(
+                "the CustomResourceDefinition {} is gone (an uninstall is not a request to remove encryption)",
+                BucketEncryption::crd_name()
+            )),
+            Some(CrdState::Unknown(error)) => Cleanup::Retain(format!(
+                "the CustomResourceDefinition {} cannot be read to rule out an uninstall ({error})",
+                BucketEncryption::crd_name()
+            )),
+        },
+    }
+}
+
+/// Reads the BucketEncryption CRD (RBAC: `get` on that one name).
+async fn crd_state(ctx: &Context) -> CrdState {
+    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    match crds.get_opt(BucketEncryption::crd_name()).await {
+        Ok(Some(crd)) if crd.metadata.deletion_timestamp.is_some() => CrdState::Deleting,
+        Ok(Some(_)) => CrdState::Serving,
+        Ok(None) => CrdState::Gone,
+        Err(error) => CrdState::Unknown(error.to_string()),
     }
 }
 
@@ -121,8 +171,14 @@ pub async fn finalize(
         return Ok(Action::await_change());
     }
     let reference = resource.object_ref(&());
-    let note = match decide(resource, resource.spec.validate(), ownership) {
+    let mut cleanup = decide(resource, resource.spec.validate(), ownership.clone(), None);
+    if cleanup == Cleanup::CheckCrd {
+        let crd = crd_state(ctx).await;
+        cleanup = decide(resource, resource.spec.validate(), ownership, Some(&crd));
+    }
+    let note = match cleanup {
         Cleanup::Release => None,
+        Cleanup::CheckCrd => Some(retained("the CustomResourceDefinition was not read")),
         Cleanup::Retain(why) => Some(retained(&why)),
         Cleanup::Remove(desired) => match remove_rule(resource, &desired, ctx).await {
             Ok(note) => {
@@ -227,25 +283,61 @@ mod tests {
     fn cleanup_removes_only_for_a_valid_owner_asking_for_it() {
         let delete = resource(json!({"deletionPolicy": "Delete"}));
         assert!(matches!(
-            decide(&delete, delete.spec.validate(), Ok(())),
+            decide(&delete, delete.spec.validate(), Ok(()), Some(&CrdState::Serving)),
             Cleanup::Remove(_)
         ));
         assert!(matches!(
-            decide(&delete, delete.spec.validate(), Err("ns/older".into())),
+            decide(&delete, delete.spec.validate(), Err("ns/older".into()), Some(&CrdState::Serving)),
             Cleanup::Retain(why) if why.contains("ns/older")
         ));
         let invalid = resource(json!({"deletionPolicy": "Delete", "kmsMasterKeyId": "k"}));
         assert!(matches!(
-            decide(&invalid, invalid.spec.validate(), Ok(())),
+            decide(&invalid, invalid.spec.validate(), Ok(()), Some(&CrdState::Serving)),
             Cleanup::Retain(why) if why.contains("kmsMasterKeyId")
         ));
         let retain = resource(json!({}));
-        assert_eq!(decide(&retain, retain.spec.validate(), Ok(())), Cleanup::Release);
-        let observe = resource(json!({"deletionPolicy": "Delete", "managementPolicy": "Observe"}));
         assert_eq!(
-            decide(&observe, observe.spec.validate(), Ok(())),
+            decide(&retain, retain.spec.validate(), Ok(()), None),
             Cleanup::Release
         );
+        let observe = resource(json!({"deletionPolicy": "Delete", "managementPolicy": "Observe"}));
+        assert_eq!(
+            decide(&observe, observe.spec.validate(), Ok(()), None),
+            Cleanup::Release
+        );
+    }
+
+    #[test]
+    fn an_uninstall_or_doubt_about_it_retains() {
+        let delete = resource(json!({"deletionPolicy": "Delete"}));
+        let decide_with = |crd: Option<&CrdState>| decide(&delete, delete.spec.validate(), Ok(()), crd);
+        assert_eq!(
+            decide_with(None),
+            Cleanup::CheckCrd,
+            "the CRD is read before a removal"
+        );
+        assert!(matches!(
+            decide_with(Some(&CrdState::Serving)),
+            Cleanup::Remove(_)
+        ));
+        for (crd, says) in [
+            (CrdState::Deleting, "is being deleted"),
+            (CrdState::Gone, "is gone"),
+            (CrdState::Unknown("403 Forbidden".into()), "403 Forbidden"),
+        ] {
+            assert!(
+                matches!(decide_with(Some(&crd)), Cleanup::Retain(why) if why.contains(says) && why.contains(BucketEncryption::crd_name())),
+                "{crd:?}"
+            );
+        }
+        // Nothing to remove: the CRD is never read.
+        let retain = resource(json!({}));
+        assert_eq!(
+            decide(&retain, retain.spec.validate(), Ok(()), None),
+            Cleanup::Release
+        );
+        let stranger = decide(&delete, delete.spec.validate(), Err("ns/older".into()), None);
+        assert!(matches!(stranger, Cleanup::Retain(_)));
     }
 
     #[test]

@@ -159,7 +159,9 @@ def test_cluster_wide_rbac_is_exactly_the_verbs_used():
         "bucketencryptionpolicies/status": ["patch"],
         "secrets": ["get"],
         "events": ["create", "patch"],
+        "customresourcedefinitions": ["get"],
     }
+    assert_reads_only_its_crd(chart.one("ClusterRole"))
     lease = chart.one("Role", f"{FULLNAME}-leader-election")
     assert lease["metadata"]["namespace"] == NAMESPACE
     assert rules_by_resource(lease) == {"leases": ["create", "get", "patch"]}
@@ -171,7 +173,8 @@ def test_watching_namespaces_grants_secrets_only_there():
     assert rules_by_resource(cluster_role) == {
         "bucketencryptionpolicies": ["get", "list", "watch"],
         "bucketencryptionpolicies/status": ["patch"],
-    }, "only the cluster-scoped policies stay cluster-wide"
+        "customresourcedefinitions": ["get"],
+    }, "only the cluster-scoped policies and the CRD read stay cluster-wide"
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in chart.of_kind("Role")}
     for namespace in ("team-a", "team-b"):
         role = roles[(namespace, FULLNAME)]
@@ -190,9 +193,17 @@ def test_watching_namespaces_grants_secrets_only_there():
     assert "--namespace=team-a" in chart.args() and "--namespace=team-b" in chart.args()
 
 
-def test_namespaced_rbac_without_policies_has_no_cluster_role():
+def assert_reads_only_its_crd(cluster_role):
+    [rule] = [r for r in cluster_role["rules"] if "customresourcedefinitions" in r["resources"]]
+    assert rule["resourceNames"] == ["bucketencryptions.oss.encryption.dev"], "one CRD, by name"
+
+
+def test_namespaced_rbac_without_policies_only_reads_the_crd_cluster_wide():
     chart = render(COMBINATIONS["namespaced without policies"])
-    assert not chart.of_kind("ClusterRole") and not chart.of_kind("ClusterRoleBinding")
+    cluster_role = chart.one("ClusterRole")
+    assert rules_by_resource(cluster_role) == {"customresourcedefinitions": ["get"]}
+    assert_reads_only_its_crd(cluster_role)
+    assert chart.one("ClusterRoleBinding")["roleRef"]["name"] == cluster_role["metadata"]["name"]
     assert not [r for r in chart.of_kind("Role") if r["metadata"]["name"].endswith("-policies")]
     assert "--enable-policies=false" in chart.args()
 

@@ -26,6 +26,11 @@
 //! - Finalizers: DELETE with finalizers sets `deletionTimestamp`, `deletionGracePeriodSeconds: 0`
 //!   and `generation+1` (MODIFIED); no finalizer may be added then (`422`); removing the last one
 //!   deletes the object (DELETED, no MODIFIED). DELETE without finalizers answers a `Success` Status.
+//! - CRDs: stored objects (get, list, watch, delete). Deleting one is as on the real server:
+//!   `deletionTimestamp`, the `customresourcecleanup.apiextensions.k8s.io` finalizer and a
+//!   `Terminating` condition; every instance deleted (instances with finalizers stay until
+//!   released); creating instances meanwhile is `403 Forbidden`; the generation does not move; the CRD and its types are gone with the
+//!   last instance (synchronously here, asynchronously on the real server).
 //! - Unknown routes: `404` with the plain-text body `404 page not found`, as the real server.
 //! - Test hooks: fault injection ([`KubeFaults`]: latency, a fraction of requests failed with
 //!   500 / 429 + `Retry-After` / 409, optionally writes only, periodic watch drops, chosen
@@ -145,12 +150,12 @@ impl KubeApiServer {
         kube::Client::try_from(self.config()).expect("a client for the test server")
     }
 
-    /// Registers the resource types a CRD defines, with their admission (as creating it
-    /// through the API would).
+    /// Stores a CRD and registers the resource types it defines, with their admission (as
+    /// creating it through the API would).
     pub fn register_crd(&self, crd: &Value) {
         self.shared
             .lock()
-            .register_crd(crd)
+            .install_crd(crd)
             .expect("a valid CRD whose rules compile");
     }
 

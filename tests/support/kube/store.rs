@@ -613,6 +613,18 @@ impl Store {
         if self.objects.contains_key(&key) {
             return Err(ApiError::already_exists(def, &name));
         }
+        if self.crd_terminating(def) {
+            // As recorded on apiextensions-apiserver v1.36.4: 403 Forbidden.
+            return Err(ApiError::status(
+                403,
+                "Forbidden",
+                format!(
+                    "{}.{} \"{name}\" is forbidden: create not allowed while custom resource definition is terminating",
+                    def.plural, def.group
+                ),
+                ApiError::details(def, &name),
+            ));
+        }
         validate_kind_rules(def, &name, &mut object)?;
         self.admit(def, &name, &mut object, None, "", writer)?;
         if def.status_subresource
@@ -1048,6 +1060,7 @@ impl Store {
             let mut gone = current;
             gone["metadata"]["resourceVersion"] = json!(rv.to_string());
             self.record(def, namespace, "DELETED", gone);
+            self.finish_crd_deletions();
             return Ok(next);
         }
         next["metadata"]["resourceVersion"] = json!(rv.to_string());
@@ -1058,6 +1071,9 @@ impl Store {
 
     /// DELETE: gone at once without finalizers (a `Success` Status), else marked for deletion.
     pub fn delete(&mut self, def: &ResourceDef, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        if def.group == CRD_GROUP && def.plural == CRD_PLURAL {
+            return self.delete_crd(def, name);
+        }
         let current = self.get(def, namespace, name)?;
         let key = (def.key(), namespace.to_owned(), name.to_owned());
         if finalizers(&current).is_empty() {
@@ -1066,6 +1082,7 @@ impl Store {
             let mut gone = current.clone();
             gone["metadata"]["resourceVersion"] = json!(self.rv.to_string());
             self.record(def, namespace, "DELETED", gone);
+            self.finish_crd_deletions();
             let mut details = json!({"name": name, "kind": def.plural, "uid": meta_str(&current, "uid")});
             if !def.group.is_empty() {
                 details["group"] = json!(def.group);
@@ -1094,6 +1111,155 @@ impl Store {
         Ok(next)
     }
 }
+
+impl Store {
+    /// Stores a CRD object (as `POST .../customresourcedefinitions` would) and registers its
+    /// types; a CRD already stored only has its types registered again.
+    pub fn install_crd(&mut self, crd: &Value) -> Result<(), String> {
+        let def = self
+            .def(CRD_GROUP, "v1", CRD_PLURAL)
+            .cloned()
+            .expect("the CRD type is built in");
+        let name = meta_str(crd, "name").to_owned();
+        if self.get(&def, "", &name).is_ok() {
+            return self.register_crd(crd);
+        }
+        self.create(&def, "", crd.clone(), &Writer::default(), false)
+            .map(|_| ())
+            .map_err(|e| e.body.to_string())
+    }
+
+    /// The stored CRD that defines `def`, if any.
+    fn crd_of(&self, def: &ResourceDef) -> Option<&Value> {
+        let name = format!("{}.{}", def.plural, def.group);
+        self.objects.get(&(
+            (CRD_GROUP.into(), "v1".into(), CRD_PLURAL.into()),
+            String::new(),
+            name,
+        ))
+    }
+
+    /// Whether `def` is a custom resource whose CRD is being deleted.
+    fn crd_terminating(&self, def: &ResourceDef) -> bool {
+        def.group != CRD_GROUP
+            && self
+                .crd_of(def)
+                .is_some_and(|crd| !meta_str(crd, "deletionTimestamp").is_empty())
+    }
+
+    /// Every stored instance of the types a CRD defines: (def, namespace, name).
+    fn instances(&self, group: &str, plural: &str) -> Vec<(ResourceDef, String, String)> {
+        self.objects
+            .keys()
+            .filter(|((g, _, p), _, _)| g == group && p == plural)
+            .filter_map(|((g, v, p), ns, name)| {
+                let def = self.defs.get(&(g.clone(), v.clone(), p.clone()))?.clone();
+                Some((def, ns.clone(), name.clone()))
+            })
+            .collect()
+    }
+
+    /// CRD deletion as the real server does it: the first DELETE sets `deletionTimestamp`, adds
+    /// the `customresourcecleanup.apiextensions.k8s.io` finalizer and a `Terminating`
+    /// condition; every instance is then deleted (finalizers honoured), and the CRD is gone
+    /// once the last instance is. The real server does the last two asynchronously.
+    fn delete_crd(&mut self, def: &ResourceDef, name: &str) -> Result<Value, ApiError> {
+        let current = self.get(def, "", name)?;
+        if !meta_str(&current, "deletionTimestamp").is_empty() {
+            return Ok(current);
+        }
+        let mut next = current.clone();
+        next["metadata"]["deletionTimestamp"] = json!(now());
+        next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        let mut held = finalizers(&current);
+        if !held.iter().any(|f| f == CRD_CLEANUP) {
+            held.push(CRD_CLEANUP.into());
+        }
+        // Unlike other deletions, the generation stays (as recorded on the real server).
+        next["metadata"]["finalizers"] = json!(held);
+        let conditions = next
+            .as_object_mut()
+            .expect("an object")
+            .entry("status")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|status| status.entry("conditions").or_insert_with(|| json!([])));
+        if let Some(Value::Array(conditions)) = conditions {
+            conditions.retain(|c| c["type"] != "Terminating");
+            conditions.push(json!({
+                "type": "Terminating", "status": "True", "reason": "InstanceDeletionInProgress",
+                "message": "CustomResource deletion is in progress", "lastTransitionTime": now(),
+            }));
+        }
+        let rv = self.next_rv();
+        next["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let key = (def.key(), String::new(), name.to_owned());
+        self.objects.insert(key, next.clone());
+        self.record(def, "", "MODIFIED", next.clone());
+        let group = next
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let plural = next
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        for (instance, namespace, instance_name) in self.instances(group, plural) {
+            let _ = self.delete(&instance, &namespace, &instance_name);
+        }
+        self.finish_crd_deletions();
+        Ok(next)
+    }
+
+    /// Releases the cleanup finalizer of every deleting CRD that has no instances left (the
+    /// CRD and its types are then gone).
+    fn finish_crd_deletions(&mut self) {
+        let Some(def) = self.def(CRD_GROUP, "v1", CRD_PLURAL).cloned() else {
+            return;
+        };
+        let done: Vec<Value> = self
+            .iter(&def, "")
+            .filter(|crd| {
+                !meta_str(crd, "deletionTimestamp").is_empty()
+                    && finalizers(crd).iter().any(|f| f == CRD_CLEANUP)
+            })
+            .filter(|crd| {
+                let group = crd
+                    .pointer("/spec/group")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let plural = crd
+                    .pointer("/spec/names/plural")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                self.instances(group, plural).is_empty()
+            })
+            .cloned()
+            .collect();
+        for crd in done {
+            let name = meta_str(&crd, "name").to_owned();
+            let rest: Vec<String> = finalizers(&crd)
+                .into_iter()
+                .filter(|f| f != CRD_CLEANUP)
+                .collect();
+            let mut next = crd.clone();
+            next["metadata"]["finalizers"] = json!(rest);
+            if rest.is_empty() {
+                for served in ResourceDef::from_crd(&crd).unwrap_or_default() {
+                    self.defs.remove(&served.key());
+                    self.validators.remove(&served.key());
+                }
+            }
+            let _ = self.commit(&def, "", &name, "", crd, next);
+        }
+    }
+}
+
+/// The API group and resource of CustomResourceDefinitions.
+const CRD_GROUP: &str = "apiextensions.k8s.io";
+const CRD_PLURAL: &str = "customresourcedefinitions";
+/// The finalizer the real server puts on a CRD being deleted until its instances are gone.
+const CRD_CLEANUP: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 /// Per-kind rules the real server enforces for the built-in kinds the operator writes.
 fn validate_kind_rules(def: &ResourceDef, name: &str, object: &mut Value) -> Result<(), ApiError> {
