@@ -9,4 +9,5 @@
 mod support;
 
 mod admission;
+mod behaviour;
 mod target;

@@ -104,7 +104,8 @@ impl Validator {
 
     /// The first value of a server-side apply body whose JSON type the schema cannot hold, in
     /// structured-merge-diff's words (the real server answers such an apply 500 before
-    /// admission: "failed to create typed patch object"). Only numeric fields are checked.
+    /// admission: "failed to create typed patch object"): a field the schema does not declare,
+    /// or a non-number where it wants a number (other type mismatches are left to admission).
     pub fn apply_type_error(&self, applied: &Value) -> Option<String> {
         fn walk(value: &Value, schema: &Value, path: &str) -> Option<String> {
             match (schema["type"].as_str(), value) {
@@ -113,8 +114,15 @@ impl Validator {
                     Some(format!("{path}: expected numeric (int or float), got {got}"))
                 }
                 (_, Value::Object(map)) => map.iter().find_map(|(key, child)| {
-                    let child_schema = schema["properties"].get(key)?;
-                    walk(child, child_schema, &format!("{path}.{key}"))
+                    let at = format!("{path}.{key}");
+                    match schema["properties"]
+                        .get(key)
+                        .or_else(|| schema.get("additionalProperties"))
+                    {
+                        Some(child_schema) if child_schema.is_object() => walk(child, child_schema, &at),
+                        _ if preserves_unknown(schema) || schema.get("properties").is_none() => None,
+                        _ => Some(format!("{at}: field not declared in schema")),
+                    }
                 }),
                 (_, Value::Array(items)) => {
                     let item_schema = schema.get("items")?;

@@ -242,11 +242,18 @@ impl ApiError {
         Self::status(
             409,
             "Conflict",
-            format!(
-                "Apply failed with {} {noun}: {with}: {}",
-                fields.len(),
-                fields.join(", ")
-            ),
+            // As structured-merge-diff words it: one field inline, several as a "- " list.
+            if fields.len() == 1 {
+                format!("Apply failed with 1 conflict: {with}: {}", fields[0])
+            } else {
+                format!(
+                    "Apply failed with {} {noun}: {}s{}:\n- {}",
+                    fields.len(),
+                    &with[..8],
+                    &with[8..],
+                    fields.join("\n- ")
+                )
+            },
             json!({"causes": causes}),
         )
     }
