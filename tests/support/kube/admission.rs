@@ -58,11 +58,14 @@ impl FieldValidation {
     }
 }
 
-/// The reasons whose presence stops CEL from running (as `hasBlockingErr` in apiextensions).
-const BLOCKING: [&str; 3] = [
+/// The reasons whose presence stops CEL from running (as `hasBlockingErr` in apiextensions;
+/// a string over `maxLength` or a list over `maxItems` blocks too, as the real server showed).
+const BLOCKING: [&str; 5] = [
     "FieldValueNotSupported",
     "FieldValueRequired",
     "FieldValueTypeInvalid",
+    "FieldValueTooLong",
+    "FieldValueTooMany",
 ];
 
 const NOT_CHECKED: &str = "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
@@ -97,6 +100,44 @@ impl Validator {
         let mut rules = HashMap::new();
         compile_rules(&schema, "", &mut rules)?;
         Ok(Self { schema, rules })
+    }
+
+    /// The first value of a server-side apply body whose JSON type the schema cannot hold, in
+    /// structured-merge-diff's words (the real server answers such an apply 500 before
+    /// admission: "failed to create typed patch object"): a field the schema does not declare,
+    /// or a non-number where it wants a number (other type mismatches are left to admission).
+    pub fn apply_type_error(&self, applied: &Value) -> Option<String> {
+        fn walk(value: &Value, schema: &Value, path: &str) -> Option<String> {
+            match (schema["type"].as_str(), value) {
+                (Some("integer" | "number"), Value::String(_) | Value::Bool(_)) => {
+                    let got = if value.is_string() { "string" } else { "bool" };
+                    Some(format!("{path}: expected numeric (int or float), got {got}"))
+                }
+                (_, Value::Object(map)) => map.iter().find_map(|(key, child)| {
+                    let at = format!("{path}.{key}");
+                    match schema["properties"]
+                        .get(key)
+                        .or_else(|| schema.get("additionalProperties"))
+                    {
+                        Some(child_schema) if child_schema.is_object() => walk(child, child_schema, &at),
+                        _ if preserves_unknown(schema) || schema.get("properties").is_none() => None,
+                        _ => Some(format!("{at}: field not declared in schema")),
+                    }
+                }),
+                (_, Value::Array(items)) => {
+                    let item_schema = schema.get("items")?;
+                    items
+                        .iter()
+                        .enumerate()
+                        .find_map(|(i, item)| walk(item, item_schema, &format!("{path}[{i}]")))
+                }
+                _ => None,
+            }
+        }
+        let map = applied.as_object()?;
+        map.iter()
+            .filter(|(key, _)| !["apiVersion", "kind", "metadata"].contains(&key.as_str()))
+            .find_map(|(key, child)| walk(child, self.schema["properties"].get(key)?, &format!(".{key}")))
     }
 
     /// Admits `object` (pruned and defaulted in place) or says why not. `old` is the stored
@@ -162,7 +203,18 @@ impl Validator {
                 apply_defaults_to(map, name, schema);
             }
             if let Some(value) = object.get(name.as_str()) {
+                let first = causes.len();
                 validate(value, schema, name, &mut causes);
+                if part == Part::Status {
+                    // The status subresource validates `status` with its own schema: the
+                    // messages name fields relative to it (the causes' fields do not).
+                    static RELATIVE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+                        regex::Regex::new(r"\bstatus\.(\S+) in body").expect("a valid pattern")
+                    });
+                    for cause in &mut causes[first..] {
+                        cause.message = RELATIVE.replace_all(&cause.message, "$1 in body").into_owned();
+                    }
+                }
             } else if self.schema["required"]
                 .as_array()
                 .is_some_and(|r| r.iter().any(|v| v == name.as_str()))
@@ -232,7 +284,25 @@ impl Validator {
                     "rule {:?} did not evaluate to a bool: {other:?}",
                     rule.source
                 )),
-                Err(error) => Some(format!("{}: {error}", rule.source)),
+                Err(error) => {
+                    // As apiextensions: the schema type as the value, then the error and the rule.
+                    let field = match &rule.field_path {
+                        Some(relative) => format!("{path}{relative}"),
+                        None => path.to_owned(),
+                    };
+                    let kind = schema["type"].as_str().unwrap_or("object");
+                    let message = format!(
+                        "Invalid value: \"{kind}\": {} evaluating rule: {}",
+                        evaluation_error(&error),
+                        rule.message.as_deref().unwrap_or(&rule.source).trim()
+                    );
+                    causes.push(Cause {
+                        reason: "FieldValueInvalid",
+                        message,
+                        field,
+                    });
+                    None
+                }
             };
             if let Some(message) = failure {
                 let field = match &rule.field_path {
@@ -280,16 +350,23 @@ fn compile_rules(
 ) -> Result<(), String> {
     if let Some(validations) = schema["x-kubernetes-validations"].as_array() {
         for (i, validation) in validations.iter().enumerate() {
-            let at = format!("{location}.x-kubernetes-validations[{i}]");
+            let at = format!("{}.x-kubernetes-validations[{i}]", crd_field(location));
             let source = validation["rule"]
                 .as_str()
                 .ok_or_else(|| format!("{at}.rule: Required value"))?
                 .to_owned();
-            let program = cel::Program::compile(&source)
-                .map_err(|e| format!("{at}.rule: Invalid value: {source:?}: compilation failed: {e}"))?;
+            let program = cel::Program::compile(&source).map_err(|e| {
+                format!(
+                    "{at}.rule: Invalid value: {}: compilation failed: {e}",
+                    go_rule(validation)
+                )
+            })?;
             let message_expression = match validation["messageExpression"].as_str() {
                 Some(expression) => Some(cel::Program::compile(expression).map_err(|e| {
-                    format!("{at}.messageExpression: Invalid value: {expression:?}: compilation failed: {e}")
+                    format!(
+                        "{at}.messageExpression: Invalid value: {}: messageExpression compilation failed: {e}",
+                        go_rule(validation)
+                    )
                 })?),
                 None => None,
             };
@@ -322,6 +399,39 @@ fn compile_rules(
     Ok(())
 }
 
+/// A schema location (`.spec.tags[*]`) as the real server names it in a CRD's field errors
+/// (`spec.validation.openAPIV3Schema.properties[spec].properties[tags].items`).
+fn crd_field(location: &str) -> String {
+    let mut field = "spec.validation.openAPIV3Schema".to_owned();
+    for segment in location.split('.').filter(|s| !s.is_empty()) {
+        let (name, items) = match segment.strip_suffix("[*]") {
+            Some(name) => (name, true),
+            None => (segment, false),
+        };
+        field.push_str(&format!(".properties[{name}]"));
+        if items {
+            field.push_str(".items");
+        }
+    }
+    field
+}
+
+/// A validation rule as the real server prints it in a field error (Go's ValidationRule as
+/// JSON, fields in declaration order).
+fn go_rule(validation: &Value) -> String {
+    let text = |f: &str| json!(validation[f].as_str().unwrap_or(""));
+    let or_null = |f: &str| validation.get(f).cloned().unwrap_or(Value::Null);
+    format!(
+        "{{\"Rule\":{},\"Message\":{},\"MessageExpression\":{},\"Reason\":{},\"FieldPath\":{},\"OptionalOldSelf\":{}}}",
+        text("rule"),
+        text("message"),
+        text("messageExpression"),
+        or_null("reason"),
+        text("fieldPath"),
+        or_null("optionalOldSelf")
+    )
+}
+
 fn rule_message(rule: &Rule, context: &cel::Context) -> String {
     if let Some(expression) = &rule.message_expression
         && let Ok(cel::Value::String(text)) = expression.execute(context)
@@ -335,6 +445,19 @@ fn rule_message(rule: &Rule, context: &cel::Context) -> String {
 }
 
 /// A failed CEL rule as the server words it: scalars show their value, objects and lists not.
+/// A CEL evaluation error in cel-go's words where the test server's CEL library words it
+/// differently (the conversions the project's rules use).
+fn evaluation_error(error: &cel::ExecutionError) -> String {
+    let text = error.to_string();
+    if text.contains("'duration'") {
+        "type conversion error from 'string' to 'google.protobuf.Duration'".to_owned()
+    } else if text.contains("'timestamp'") {
+        "type conversion error from 'string' to 'google.protobuf.Timestamp'".to_owned()
+    } else {
+        text
+    }
+}
+
 fn cel_cause(reason: Option<&str>, field: String, value: &Value, message: String) -> Cause {
     match reason {
         Some("FieldValueForbidden") => Cause {

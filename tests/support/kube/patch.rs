@@ -199,7 +199,7 @@ pub fn leaf_fields(object: &Value) -> Vec<FieldPath> {
 }
 
 /// The value at a field path, if present.
-pub fn value_at<'a>(object: &'a Value, path: &FieldPath) -> Option<&'a Value> {
+pub fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
     path.iter().try_fold(object, |node, key| node.get(key))
 }
 
@@ -228,14 +228,64 @@ pub fn fields_v1(paths: &[FieldPath]) -> Value {
     for path in paths {
         let mut node = &mut root;
         for key in path {
+            let key = if key == "." {
+                key.clone()
+            } else {
+                format!("f:{key}")
+            };
             node = node
-                .entry(format!("f:{key}"))
+                .entry(key)
                 .or_insert_with(|| Value::Object(Map::new()))
                 .as_object_mut()
                 .expect("fieldsV1 nodes are objects");
         }
     }
     Value::Object(root)
+}
+
+/// The non-empty maps an object sets, each as its path plus `"."` (the map itself, which an
+/// Update that creates it owns, as `".": {}` in `fieldsV1`). Same scope as [`leaf_fields`].
+pub fn map_nodes(object: &Value) -> Vec<FieldPath> {
+    fn walk(value: &Value, prefix: &mut FieldPath, out: &mut Vec<FieldPath>) {
+        if let Value::Object(map) = value
+            && !map.is_empty()
+        {
+            let mut node = prefix.clone();
+            node.push(".".into());
+            out.push(node);
+            for (key, child) in map {
+                prefix.push(key.clone());
+                walk(child, prefix, out);
+                prefix.pop();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let Some(map) = object.as_object() else {
+        return out;
+    };
+    for (key, value) in map {
+        match key.as_str() {
+            "apiVersion" | "kind" => {}
+            "metadata" => {
+                for owned in OWNED_METADATA {
+                    if let Some(child) = value.get(owned) {
+                        walk(child, &mut vec!["metadata".into(), owned.to_string()], &mut out);
+                    }
+                }
+            }
+            _ => walk(value, &mut vec![key.clone()], &mut out),
+        }
+    }
+    out
+}
+
+/// Whether `object` has what `path` names (for a map node, the map).
+pub fn has_field(object: &Value, path: &[String]) -> bool {
+    match path.split_last() {
+        Some((last, parent)) if last == "." => value_at(object, parent).is_some_and(Value::is_object),
+        _ => value_at(object, path).is_some(),
+    }
 }
 
 /// Paths back from `fieldsV1`.
@@ -245,8 +295,13 @@ pub fn paths_of(fields: &Value) -> Vec<FieldPath> {
             .as_object()
             .map(|m| m.iter().filter(|(k, _)| k.starts_with("f:")).collect())
             .unwrap_or_default();
+        if value.get(".").is_some() {
+            let mut node = prefix.clone();
+            node.push(".".into());
+            out.push(node);
+        }
         if children.is_empty() {
-            if !prefix.is_empty() {
+            if !prefix.is_empty() && value.get(".").is_none() {
                 out.push(prefix.clone());
             }
             return;

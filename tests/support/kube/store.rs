@@ -242,11 +242,18 @@ impl ApiError {
         Self::status(
             409,
             "Conflict",
-            format!(
-                "Apply failed with {} {noun}: {with}: {}",
-                fields.len(),
-                fields.join(", ")
-            ),
+            // As structured-merge-diff words it: one field inline, several as a "- " list.
+            if fields.len() == 1 {
+                format!("Apply failed with 1 conflict: {with}: {}", fields[0])
+            } else {
+                format!(
+                    "Apply failed with {} {noun}: {}s{}:\n- {}",
+                    fields.len(),
+                    &with[..8],
+                    &with[8..],
+                    fields.join("\n- ")
+                )
+            },
             json!({"causes": causes}),
         )
     }
@@ -676,20 +683,22 @@ impl Store {
         }
         object["apiVersion"] = json!(def.api_version());
         object["kind"] = json!(def.kind);
-        let fields = patch::leaf_fields(&object);
+        let mut fields = patch::leaf_fields(&object);
+        fields.extend(patch::map_nodes(&object));
         set_managed(&mut object, writer, "Update", "", &fields, &def.api_version());
         if dry_run {
             return Ok(object);
         }
         if def.plural == "customresourcedefinitions" {
             self.register_crd(&object).map_err(|message| {
-                ApiError::invalid(
-                    def,
-                    &name,
-                    "spec.validation.openAPIV3Schema",
-                    "FieldValueInvalid",
-                    message,
-                )
+                // A rule's error names its own field, as the real server's does.
+                let (field, message) = match message.split_once(": ") {
+                    Some((field, rest)) if field.starts_with("spec.validation.") => {
+                        (field.to_owned(), rest.to_owned())
+                    }
+                    _ => ("spec.validation.openAPIV3Schema".to_owned(), message),
+                };
+                ApiError::invalid(def, &name, &field, "FieldValueInvalid", message)
             })?;
         }
         self.objects.insert(key, object.clone());
@@ -784,6 +793,18 @@ impl Store {
         applied: &Value,
         writer: &Writer,
     ) -> Result<Value, ApiError> {
+        if let Some(validator) = self.validators.get(&def.key())
+            && let Some(error) = validator.apply_type_error(applied)
+        {
+            let text = |f: &str| applied["metadata"][f].as_str().unwrap_or("").to_owned();
+            return Err(ApiError::internal(format!(
+                "failed to create typed patch object ({}/{}; {}, Kind={}): {error}",
+                text("namespace"),
+                text("name"),
+                def.api_version(),
+                def.kind
+            )));
+        }
         let mut applied = applied.clone();
         if let Some(m) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
             m.retain(|k, _| ["labels", "annotations", "finalizers", "ownerReferences"].contains(&k.as_str()));
@@ -987,6 +1008,13 @@ impl Store {
             let mut paths = patch::leaf_fields(&next);
             paths.retain(|p| patch::value_at(&current, p) != patch::value_at(&next, p));
             paths.extend(old.into_iter().filter(|p| patch::value_at(&next, p).is_none()));
+            // Maps this write creates (or removes): an Update owns the map itself.
+            if operation == "Update" {
+                let created = patch::map_nodes(&next);
+                let removed = patch::map_nodes(&current);
+                paths.extend(created.iter().filter(|p| !patch::has_field(&current, p)).cloned());
+                paths.extend(removed.into_iter().filter(|p| !patch::has_field(&next, p)));
+            }
             paths
         };
         if !changed.is_empty() {
@@ -996,7 +1024,7 @@ impl Store {
             }
             let present: Vec<FieldPath> = changed
                 .into_iter()
-                .filter(|p| patch::value_at(&next, p).is_some())
+                .filter(|p| patch::has_field(&next, p))
                 .collect();
             let manager = if writer.manager.is_empty() {
                 "unknown".to_owned()

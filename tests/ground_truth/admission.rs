@@ -1,0 +1,354 @@
+//! Differential admission: every case of `tests/admission.rs` sent to both servers, with verdict,
+//! HTTP status, message and causes compared.
+
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::target::{Record, Target, assert_agree, crd_resource, run_id};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The project's CRDs under admission (adding the grant CRD is one more line).
+pub const CRDS: &[&str] = &["bucketencryption.yaml", "bucketencryptionpolicy.yaml"];
+
+pub fn crd(file: &str) -> Value {
+    let text = std::fs::read_to_string(format!("{ROOT}/crds/{file}")).unwrap();
+    serde_saphyr::from_str(&text).unwrap()
+}
+
+fn encryption() -> ApiResource {
+    ApiResource::erase::<oss_encryption_operator::api::BucketEncryption>(&())
+}
+
+fn object(name: &str, spec: Value) -> DynamicObject {
+    let mut document = json!({
+        "apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryption",
+        "metadata": {"name": name},
+        "spec": {"bucket": format!("{name}-bucket"), "region": "cn-hangzhou", "algorithm": "AES256"}
+    });
+    for (k, v) in spec.as_object().unwrap() {
+        document["spec"][k] = v.clone();
+    }
+    serde_json::from_value(document).unwrap()
+}
+
+/// The cases of tests/admission.rs on the project's CRDs.
+async fn project_cases(target: &Target) -> Record {
+    for file in CRDS {
+        target.install_crd(&crd(file)).await;
+    }
+    let namespace = format!("{}-admission", run_id());
+    let api: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(target.client.clone(), &namespace, &encryption());
+    let mut record = Record::default();
+    let post = PostParams::default();
+    let merge = |api: &kube::Api<DynamicObject>, name: &str, spec: Value| {
+        let (api, name) = (api.clone(), name.to_owned());
+        async move {
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": spec })),
+            )
+            .await
+        }
+    };
+
+    // Every example is admitted with its defaults.
+    let mut files: Vec<_> = std::fs::read_dir(format!("{ROOT}/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for mut document in serde_saphyr::from_multiple::<Value>(&text).unwrap() {
+            if document["kind"] != "BucketEncryption" {
+                continue;
+            }
+            document["metadata"]["namespace"] = json!(namespace);
+            let object: DynamicObject = serde_json::from_value(document.clone()).unwrap();
+            let label = format!("example {} {}", path.display(), document["metadata"]["name"]);
+            record.push(label, &api.create(&post, &object).await);
+        }
+    }
+
+    // Bucket and region are immutable; unchanged values pass.
+    record.push(
+        "create fixed",
+        &api.create(&post, &object("fixed", json!({}))).await,
+    );
+    record.push(
+        "change bucket",
+        &merge(&api, "fixed", json!({"bucket": "other-bucket"})).await,
+    );
+    record.push(
+        "change region",
+        &merge(&api, "fixed", json!({"region": "cn-shanghai"})).await,
+    );
+    record.push(
+        "same bucket, other algorithm",
+        &merge(
+            &api,
+            "fixed",
+            json!({"bucket": "fixed-bucket", "algorithm": "SM4"}),
+        )
+        .await,
+    );
+
+    // Weakening the algorithm needs allowDowngrade in the same edit.
+    record.push(
+        "create guarded",
+        &api.create(&post, &object("guarded", json!({"algorithm": "KMS"})))
+            .await,
+    );
+    for (i, edit) in [
+        json!({"algorithm": "AES256"}),
+        json!({"algorithm": "SM4"}),
+        json!({"algorithm": "None"}),
+        json!({"kmsMasterKeyId": "key-2", "kmsDataEncryption": "SM4"}),
+        json!({"algorithm": "SM4", "kmsMasterKeyId": null, "kmsDataEncryption": null, "allowDowngrade": true}),
+        json!({"allowDowngrade": false}),
+        json!({"algorithm": "AES256"}),
+        json!({"algorithm": "KMS"}),
+        json!({"algorithm": "None"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        record.push(format!("guarded edit {i} {edit}"), &merge(&api, "guarded", edit).await);
+    }
+    record.push("get guarded", &api.get("guarded").await);
+
+    // kmsMasterKeyId and kmsDataEncryption only with KMS.
+    for (name, spec) in [
+        ("keyed", json!({"kmsMasterKeyId": "k-1"})),
+        ("data", json!({"kmsDataEncryption": "SM4"})),
+        ("empty-key", json!({"kmsMasterKeyId": ""})),
+        (
+            "kms",
+            json!({"algorithm": "KMS", "kmsMasterKeyId": "k-1", "kmsDataEncryption": "SM4"}),
+        ),
+    ] {
+        record.push(
+            format!("create {name}"),
+            &api.create(&post, &object(name, spec)).await,
+        );
+    }
+
+    // The resync interval is bounded.
+    let intervals = ["30s", "90s", "1h30m", "1.5h", "24h", "86400s", "1440m"]
+        .into_iter()
+        .chain(["29s", "24h1s", "25h", "500ms", "5000000000000000h", "5 minutes"])
+        .map(str::to_owned)
+        .chain([format!("{}s", "1".repeat(40))]);
+    for (i, interval) in intervals.enumerate() {
+        let created = api
+            .create(
+                &post,
+                &object(&format!("resync-{i}"), json!({"resyncInterval": interval})),
+            )
+            .await;
+        record.push(format!("resyncInterval {interval}"), &created);
+    }
+
+    // Enums, patterns and required fields.
+    record.push(
+        "algorithm DES",
+        &api.create(&post, &object("des", json!({"algorithm": "DES"})))
+            .await,
+    );
+    record.push(
+        "bucket Upper_Case",
+        &api.create(&post, &object("upper", json!({"bucket": "Upper_Case"})))
+            .await,
+    );
+    let mut missing = object("missing", json!({}));
+    missing.data["spec"].as_object_mut().unwrap().remove("region");
+    record.push("no region", &api.create(&post, &missing).await);
+
+    // Unknown fields are pruned, or refused when strict.
+    record.push(
+        "pruned",
+        &api.create(&post, &object("pruned", json!({"color": "blue"})))
+            .await,
+    );
+    let path = format!(
+        "/apis/oss.encryption.dev/v1alpha1/namespaces/{namespace}/bucketencryptions?fieldValidation=Strict"
+    );
+    let mut strict = serde_json::to_value(object("strict", json!({"color": "blue"}))).unwrap();
+    strict["metadata"]["namespace"] = json!(namespace);
+    record.push(
+        "strict",
+        &target.raw("POST", &path, "application/json", &strict).await,
+    );
+
+    // Status writes are checked against the status schema.
+    let apply = PatchParams::apply("oss-encryption-operator").force();
+    let status = |value: Value| {
+        Patch::Apply(
+            json!({"apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryption", "status": value}),
+        )
+    };
+    record.push(
+        "create for status",
+        &api.create(&post, &object("status", json!({}))).await,
+    );
+    record.push(
+        "good status",
+        &api.patch_status(
+            "status",
+            &apply,
+            &status(json!({"observedGeneration": 1, "driftCorrections": 0})),
+        )
+        .await,
+    );
+    record.push(
+        "bad status",
+        &api.patch_status("status", &apply, &status(json!({"observedGeneration": "one"})))
+            .await,
+    );
+
+    let merge_status = Patch::Merge(json!({"status": {"observedGeneration": "one"}}));
+    record.push(
+        "bad status by merge patch",
+        &api.patch_status("status", &PatchParams::default(), &merge_status)
+            .await,
+    );
+
+    // A CRD whose rule does not compile is refused.
+    let mut bad = crd("bucketencryption.yaml");
+    bad["metadata"]["name"] = json!(format!("bucketencryptions.{}.example.com", run_id()));
+    bad["spec"]["group"] = json!(format!("{}.example.com", run_id()));
+    bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"]
+        [0]["rule"] = json!("self.algorithm == ");
+    let crds: kube::Api<DynamicObject> = kube::Api::all_with(target.client.clone(), &crd_resource());
+    let result = crds.create(&post, &serde_json::from_value(bad).unwrap()).await;
+    record.note("CRD with a rule that does not compile", crd_refusal(&result));
+
+    // The policy CRD validates its rules.
+    let policies: kube::Api<DynamicObject> = kube::Api::all_with(
+        target.client.clone(),
+        &ApiResource::erase::<oss_encryption_operator::api::policy::BucketEncryptionPolicy>(&()),
+    );
+    for (i, spec) in [
+        json!({"rule": {"algorithm": "KMS", "kmsDataEncryption": "SM4"}}),
+        json!({"rule": {"algorithm": "AES256", "kmsMasterKeyId": "k"}}),
+        json!({"rule": {"algorithm": "KMS"}, "accept": [{"algorithm": "SM4", "kmsDataEncryption": "SM4"}]}),
+        json!({"rule": {"algorithm": "KMS"}, "resyncInterval": "5s"}),
+        json!({"rule": {"algorithm": "DES"}}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let policy = serde_json::from_value(json!({
+            "apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryptionPolicy",
+            "metadata": {"name": format!("{}-policy-{i}", run_id())}, "spec": spec,
+        }))
+        .unwrap();
+        record.push(format!("policy {spec}"), &policies.create(&post, &policy).await);
+    }
+    record
+}
+
+/// A refused CRD: the code, reason and fields of the causes; the CEL compiler's own words
+/// after "compilation failed" differ between cel-go and the test server's CEL library.
+fn crd_refusal(result: &Result<DynamicObject, kube::Error>) -> Value {
+    match result {
+        Ok(_) => json!("admitted"),
+        Err(error) => {
+            let mut value = crate::target::refusal(error);
+            let cut = |text: &str| {
+                text.split("compilation failed")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            value["message"] = json!(cut(value["message"].as_str().unwrap_or_default()));
+            for cause in value["causes"].as_array_mut().unwrap() {
+                cause["message"] = json!(cut(cause["message"].as_str().unwrap_or_default()));
+            }
+            value
+        }
+    }
+}
+
+/// The CRD of tests/admission.rs for the rule options the project's CRD does not use.
+fn widget_crd() -> Value {
+    let group = format!("{}.example.com", run_id());
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("widgets.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object",
+                        "x-kubernetes-validations": [
+                            {"rule": "self.min <= self.max", "messageExpression": "'min ' + (self.min > self.max ? 'exceeds' : 'within') + ' max'", "fieldPath": ".min"},
+                            {"rule": "!has(self.forbidden)", "message": "not allowed", "reason": "FieldValueForbidden", "fieldPath": ".forbidden"},
+                            {"rule": "!has(oldSelf.locked) || self.locked == oldSelf.locked", "message": "locked cannot change"}
+                        ],
+                        "properties": {
+                            "min": {"type": "integer", "minimum": 0},
+                            "max": {"type": "integer", "maximum": 100},
+                            "mode": {"type": "string", "default": "auto"},
+                            "note": {"type": "string", "nullable": true},
+                            "forbidden": {"type": "string"},
+                            "locked": {"type": "string"},
+                            "tags": {"type": "array", "maxItems": 2, "items": {"type": "string", "minLength": 1}}
+                        }}
+                }}}}]}
+    })
+}
+
+async fn widget_cases(target: &Target) -> Record {
+    let crd = widget_crd();
+    target.install_crd(&crd).await;
+    let group = crd["spec"]["group"].as_str().unwrap().to_owned();
+    let resource = ApiResource {
+        group: group.clone(),
+        version: "v1".into(),
+        api_version: format!("{group}/v1"),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let api: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(target.client.clone(), "team-a", &resource);
+    let mut record = Record::default();
+    for (name, spec) in [
+        ("inverted", json!({"min": 7, "max": 3})),
+        ("forbidden", json!({"min": 1, "max": 2, "forbidden": "x"})),
+        ("bounds", json!({"min": -1, "max": 101, "tags": ["a", "", "c"]})),
+        ("nulls", json!({"min": 1, "max": 2, "note": null, "mode": null})),
+        ("locked", json!({"min": 1, "max": 2, "locked": "a"})),
+    ] {
+        let widget = serde_json::from_value(json!({"apiVersion": format!("{group}/v1"), "kind": "Widget",
+            "metadata": {"name": name}, "spec": spec}))
+        .unwrap();
+        record.push(
+            format!("widget {name}"),
+            &api.create(&PostParams::default(), &widget).await,
+        );
+    }
+    let patch = Patch::Merge(json!({"spec": {"locked": "b"}}));
+    record.push(
+        "unlock",
+        &api.patch("locked", &PatchParams::default(), &patch).await,
+    );
+    record
+}
+
+#[tokio::test]
+async fn the_project_crds_admit_and_refuse_like_the_real_server() {
+    let real = Target::real().await;
+    let test = Target::test_server().await;
+    assert_agree(&project_cases(&test).await, &project_cases(&real).await);
+}
+
+#[tokio::test]
+async fn rule_options_admit_and_refuse_like_the_real_server() {
+    let real = Target::real().await;
+    let test = Target::test_server().await;
+    assert_agree(&widget_cases(&test).await, &widget_cases(&real).await);
+}

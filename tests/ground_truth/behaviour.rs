@@ -1,0 +1,243 @@
+//! Differential behaviour: one scripted sequence (create, server-side apply of status under a
+//! field manager, merge and JSON patches of finalizers, conflicting writes, deletion with and
+//! without finalizers, watch from a resourceVersion with bookmarks, a too-old resourceVersion
+//! and the relist after it) on both servers, with the outcomes and watch events compared.
+
+use futures_util::StreamExt;
+use kube::api::{
+    DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use serde_json::{Value, json};
+
+use crate::admission::{CRDS, crd};
+use crate::target::{Record, Target, run_id, without_versions};
+
+fn encryption() -> kube::api::ApiResource {
+    kube::api::ApiResource::erase::<oss_encryption_operator::api::BucketEncryption>(&())
+}
+
+fn object(name: &str) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryption",
+        "metadata": {"name": name},
+        "spec": {"bucket": format!("{name}-bucket"), "region": "cn-hangzhou", "algorithm": "AES256", "deletionPolicy": "Delete"}
+    }))
+    .unwrap()
+}
+
+/// A delete's answer: the object (still there, being deleted) or the Status (kube's `Either`,
+/// whose crate is not a dependency of ours, hence a macro).
+macro_rules! deleted {
+    ($result:expr) => {
+        $result.map(|either| {
+            either.either(
+                |o| serde_json::to_value(o).unwrap(),
+                |s| serde_json::to_value(s).unwrap(),
+            )
+        })
+    };
+}
+
+/// The events of a watch from `version` until the server ends it (`timeoutSeconds`): each as
+/// type, name, finalizers, whether it is being deleted, generation; bookmarks only as "seen".
+async fn watch(api: &kube::Api<DynamicObject>, version: &str, seconds: u32) -> Value {
+    let params = WatchParams::default().timeout(seconds);
+    let mut stream = api.watch(&params, version).await.expect("a watch").boxed();
+    let (mut events, mut bookmarks) = (Vec::new(), 0);
+    while let Some(event) = stream.next().await {
+        let (kind, object) = match event.expect("a watch event") {
+            WatchEvent::Added(o) => ("ADDED", o),
+            WatchEvent::Modified(o) => ("MODIFIED", o),
+            WatchEvent::Deleted(o) => ("DELETED", o),
+            WatchEvent::Bookmark(_) => {
+                bookmarks += 1;
+                continue;
+            }
+            WatchEvent::Error(status) => {
+                events.push(
+                    json!({"type": "ERROR", "code": status.code, "reason": status.reason,
+                    "message": without_versions(&status.message)}),
+                );
+                continue;
+            }
+        };
+        let meta = &object.metadata;
+        events.push(json!({
+            "type": kind, "name": meta.name, "finalizers": meta.finalizers,
+            "deleting": meta.deletion_timestamp.is_some(), "generation": meta.generation,
+            "status": object.data.get("status"),
+        }));
+    }
+    json!({"events": events, "bookmark seen": bookmarks > 0})
+}
+
+async fn scenario(target: &Target) -> Record {
+    for file in CRDS {
+        target.install_crd(&crd(file)).await;
+    }
+    let namespace = format!("{}-behaviour", run_id());
+    let api: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(target.client.clone(), &namespace, &encryption());
+    let mut record = Record::default();
+    let start = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+
+    let created = api.create(&PostParams::default(), &object("one")).await;
+    record.push("create", &created);
+    let created = created.unwrap();
+    let status = |corrections: i64, generation: i64| {
+        Patch::Apply(
+            json!({"apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryption",
+            "status": {"observedGeneration": generation, "driftCorrections": corrections}}),
+        )
+    };
+    let apply = PatchParams::apply("oss-encryption-operator").force();
+    record.push(
+        "apply status",
+        &api.patch_status("one", &apply, &status(1, 1)).await,
+    );
+    record.push(
+        "apply status again (no-op)",
+        &api.patch_status("one", &apply, &status(1, 1)).await,
+    );
+    let undeclared = Patch::Apply(json!({"apiVersion": "oss.encryption.dev/v1alpha1",
+        "kind": "BucketEncryption", "status": {"phase": "Ready"}}));
+    record.push(
+        "apply an undeclared status field",
+        &api.patch_status("one", &apply, &undeclared).await,
+    );
+    let other = PatchParams::apply("someone-else");
+    record.push(
+        "apply status, other manager, conflicting",
+        &api.patch_status("one", &other, &status(2, 2)).await,
+    );
+    let finalizer = Patch::Merge(json!({"metadata": {"finalizers": ["example.com/one"]}}));
+    record.push(
+        "merge-patch a finalizer",
+        &api.patch("one", &PatchParams::default(), &finalizer).await,
+    );
+    let second: Patch<()> = Patch::Json(
+        serde_json::from_value(json!([
+            {"op": "add", "path": "/metadata/finalizers/-", "value": "example.com/two"}
+        ]))
+        .unwrap(),
+    );
+    record.push(
+        "json-patch a second finalizer",
+        &api.patch("one", &PatchParams::default(), &second).await,
+    );
+    record.push(
+        "update from a stale object",
+        &api.replace("one", &PostParams::default(), &created).await,
+    );
+    let stale = Patch::Merge(
+        json!({"metadata": {"resourceVersion": created.metadata.resource_version, "labels": {"x": "y"}}}),
+    );
+    record.push(
+        "merge patch with a stale resourceVersion",
+        &api.patch("one", &PatchParams::default(), &stale).await,
+    );
+    record.push(
+        "delete with finalizers",
+        &deleted!(api.delete("one", &DeleteParams::default()).await),
+    );
+    let third = Patch::Merge(
+        json!({"metadata": {"finalizers": ["example.com/one", "example.com/two", "example.com/three"]}}),
+    );
+    record.push(
+        "add a finalizer while deleting",
+        &api.patch("one", &PatchParams::default(), &third).await,
+    );
+    let spec_edit = Patch::Merge(json!({"spec": {"algorithm": "SM4"}}));
+    record.push(
+        "edit spec while deleting",
+        &api.patch("one", &PatchParams::default(), &spec_edit).await,
+    );
+    let remove_one: Patch<()> = Patch::Json(
+        serde_json::from_value(json!([
+            {"op": "remove", "path": "/metadata/finalizers/0"}
+        ]))
+        .unwrap(),
+    );
+    record.push(
+        "json-patch one finalizer away",
+        &api.patch("one", &PatchParams::default(), &remove_one).await,
+    );
+    let none = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    record.push(
+        "merge-patch the last finalizer away",
+        &api.patch("one", &PatchParams::default(), &none).await,
+    );
+    record.push("get after the last finalizer", &api.get("one").await);
+
+    record.push(
+        "create two",
+        &api.create(&PostParams::default(), &object("two")).await,
+    );
+    record.push(
+        "delete without finalizers",
+        &deleted!(api.delete("two", &DeleteParams::default()).await),
+    );
+    record.push(
+        "delete again",
+        &deleted!(api.delete("two", &DeleteParams::default()).await),
+    );
+
+    record.note("watch from before the sequence", watch(&api, &start, 3).await);
+    record.note("watch from a too-old resourceVersion", watch(&api, "1", 2).await);
+    let relist = api.list(&ListParams::default()).await;
+    record.push(
+        "relist",
+        &relist
+            .as_ref()
+            .map(|l| json!({"items": l.items.len()}))
+            .map_err(|e| kube::Error::Service(e.to_string().into())),
+    );
+    let version = relist.unwrap().metadata.resource_version.unwrap();
+    record.note("watch from the relist", watch(&api, &version, 2).await);
+    record
+}
+
+#[tokio::test]
+async fn a_scripted_sequence_behaves_like_on_the_real_server() {
+    let real = Target::real().await;
+    let test = Target::test_server().await;
+    let (mut on_test, mut on_real) = (scenario(&test).await, scenario(&real).await);
+    for record in [&mut on_test, &mut on_real] {
+        without_known_gaps(record);
+    }
+    crate::target::assert_agree(&on_test, &on_real);
+}
+
+/// Open test-server gaps this comparison found that are not fixed yet (listed in the report of
+/// issue 23; delete a line here once its gap is fixed). Everything else is compared.
+/// - `metadata.finalizers` is a set list on the real server (`".": {}` plus `v:"name"` entries
+///   in managedFields); the test server's lists are atomic (`f:finalizers: {}`).
+/// - the real server sent no BOOKMARK on a 2-3 s watch; the test server sends one 2 s before
+///   `timeoutSeconds` runs out.
+fn without_known_gaps(record: &mut Record) {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::Object(fields)) = map.get_mut("f:metadata") {
+                    fields.remove("f:finalizers");
+                    if fields.is_empty() {
+                        map.remove("f:metadata");
+                    }
+                }
+                map.remove("bookmark seen");
+                map.values_mut().for_each(walk);
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    for (_, value) in &mut record.steps {
+        walk(value);
+    }
+}
