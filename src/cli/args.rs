@@ -308,9 +308,24 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub leader_election_namespace: String,
 
-    /// Name of the Lease; shards (--namespace, --label-selector) need one each.
+    /// Name of the Lease; instances scoped by --namespace or --label-selector need one each.
+    /// With --shard-count above 1 each shard elects with `<lease>-shard-<i>-of-<n>`.
     #[arg(long, default_value = "oss-encryption-operator")]
     pub leader_election_lease: String,
+
+    /// Name of the Lease whose holder runs the policies (with --leader-election): exactly one
+    /// instance of all shards and scopes passes them, so --enable-policies can stay on in each.
+    #[arg(long, default_value = "oss-encryption-operator-policies")]
+    pub policy_lease: String,
+
+    /// This instance's shard, 0-based (with --shard-count).
+    #[arg(long, default_value_t = 0)]
+    pub shard_index: u32,
+
+    /// Split the buckets into this many shards by a stable hash of the bucket name: every
+    /// resource naming a bucket is reconciled by the one shard that bucket hashes to.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub shard_count: u32,
 
     /// Address of the /metrics, /healthz and /readyz server.
     #[arg(long, default_value = "0.0.0.0:8080")]

@@ -3,11 +3,13 @@
 use super::args::RunArgs;
 use crate::leader::{self, Election, Ended};
 use crate::oss::{AllowList, ClientConfig, CredentialsProvider, OssClient};
+use crate::reconcile::shard::Shard;
 use crate::reconcile::{self, Health, Settings, Shutdown};
 use crate::telemetry::{self, Metrics};
 
 /// `run`: the controller, with leader election when asked, until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let shard = Shard::new(args.shard_index, args.shard_count)?;
     let metrics = std::sync::Arc::new(Metrics::new());
     let client = telemetry::instrumented_client(kube::Config::infer().await?, metrics.clone())?;
     let allow_list = AllowList::new(&args.allowed_endpoint_suffixes);
@@ -41,11 +43,19 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         label_selector: args.label_selector,
         resync_interval: args.resync_interval,
         concurrency: args.concurrency,
-        instance: args.instance,
+        instance: args.instance.clone(),
         deletion_timeout: args.deletion_timeout,
         key_checker,
         policies: args.enable_policies,
         policy_secret_namespace: args.policy_secret_namespace,
+        shard,
+        policy_election: args.leader_election.then(|| {
+            Election::new(
+                args.leader_election_namespace.clone(),
+                args.policy_lease,
+                args.instance.clone(),
+            )
+        }),
     };
     tracing::info!(?settings, "starting the controller");
     // One shutdown signal for the HTTP server, the election and the controller.
@@ -70,7 +80,7 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.leader_election {
         let election = Election::new(
             args.leader_election_namespace,
-            args.leader_election_lease,
+            shard.lease_name(&args.leader_election_lease),
             instance,
         );
         let work = |stop: leader::StopSignal| {

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::context::Guarded;
 use super::ownership::Claim;
+use super::shard::Shard;
 use crate::api::{BucketEncryption, FINALIZER};
 
 /// One resource as the index knows it: its claim, when it is a claimant.
@@ -59,6 +60,8 @@ struct Inner {
 pub struct ClaimsIndex {
     inner: Mutex<Inner>,
     complete: watch::Sender<bool>,
+    /// Only claims on this shard's buckets count (the others are another shard's to decide).
+    shard: Shard,
 }
 
 impl std::fmt::Debug for ClaimsIndex {
@@ -77,7 +80,7 @@ pub fn claim_of(resource: &BucketEncryption) -> Option<Claim> {
     ((!deleting || finalizing) && resource.spec.validate().is_ok()).then(|| Claim::of(resource))
 }
 
-fn entry_of(object: &Guarded) -> Option<(String, Entry)> {
+fn entry_of(object: &Guarded, shard: Shard) -> Option<(String, Entry)> {
     let meta = match &object.0 {
         Ok(resource) => resource.meta(),
         Err(invalid) => &invalid.metadata,
@@ -88,7 +91,12 @@ fn entry_of(object: &Guarded) -> Option<(String, Entry)> {
         Entry {
             namespace: meta.namespace.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
-            claim: object.0.as_ref().ok().and_then(claim_of),
+            claim: object
+                .0
+                .as_ref()
+                .ok()
+                .and_then(claim_of)
+                .filter(|claim| shard.owns(&claim.bucket)),
         },
     ))
 }
@@ -96,6 +104,11 @@ fn entry_of(object: &Guarded) -> Option<(String, Entry)> {
 impl ClaimsIndex {
     /// An index over `sources` watch caches, complete once each has listed.
     pub fn new(sources: usize) -> Self {
+        Self::for_shard(sources, Shard::ALL)
+    }
+
+    /// An index of the claims on `shard`'s buckets.
+    pub fn for_shard(sources: usize, shard: Shard) -> Self {
         let inner = Inner {
             sources: (0..sources).map(|_| Source::default()).collect(),
             by_bucket: HashMap::new(),
@@ -103,6 +116,7 @@ impl ClaimsIndex {
         Self {
             inner: Mutex::new(inner),
             complete: watch::Sender::new(sources == 0),
+            shard,
         }
     }
 
@@ -146,7 +160,9 @@ impl ClaimsIndex {
                 }
             }
             Event::InitApply(object) => {
-                if let (Some(s), Some((uid, entry))) = (inner.sources.get_mut(source), entry_of(object)) {
+                if let (Some(s), Some((uid, entry))) =
+                    (inner.sources.get_mut(source), entry_of(object, self.shard))
+                {
                     s.relisting.get_or_insert_with(HashMap::new).insert(uid, entry);
                 }
             }
@@ -168,12 +184,12 @@ impl ClaimsIndex {
                 s.listed = true;
             }
             Event::Apply(object) => {
-                if let Some((uid, entry)) = entry_of(object) {
+                if let Some((uid, entry)) = entry_of(object, self.shard) {
                     updates.push((uid, Some(entry)));
                 }
             }
             Event::Delete(object) => {
-                if let Some((uid, _)) = entry_of(object) {
+                if let Some((uid, _)) = entry_of(object, self.shard) {
                     updates.push((uid, None));
                 }
             }
@@ -285,6 +301,30 @@ mod tests {
 
     const T1: &str = "2026-01-01T00:00:01Z";
     const T2: &str = "2026-01-01T00:00:02Z";
+
+    #[test]
+    fn a_shard_indexes_only_its_own_buckets_and_triggers_only_their_claimants() {
+        let shard = Shard::new(0, 2).unwrap();
+        let (mine, theirs): (Vec<String>, Vec<String>) = (0..40)
+            .map(|n| format!("bucket-{n}"))
+            .partition(|b| shard.owns(b));
+        let (mine, theirs) = (&mine[0], &theirs[0]);
+        let index = ClaimsIndex::for_shard(1, shard);
+        listed(
+            &index,
+            0,
+            &[
+                object("a", "u1", mine, T1, json!({})),
+                object("b", "u2", theirs, T1, json!({})),
+            ],
+        );
+        assert_eq!(names(index.claims_on(mine)), ["ns/a"]);
+        assert!(!index.is_claimed(theirs), "another shard's bucket");
+        let changes = index.observe(0, &Event::Apply(object("c", "u3", theirs, T2, json!({}))));
+        assert!(changes.retrigger.is_empty(), "{changes:?}");
+        let changes = index.observe(0, &Event::Apply(object("d", "u4", mine, T2, json!({}))));
+        assert_eq!(changes.retrigger, [(0, "ns".to_owned(), "a".to_owned())]);
+    }
 
     #[test]
     fn complete_only_once_every_cache_has_listed() {

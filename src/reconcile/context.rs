@@ -1,6 +1,6 @@
 //! What every reconcile shares: clients, recorder, metrics, settings, the caches, the claims
 //! index and the per-object failure counts. The bottom floor of `reconcile/`: of its siblings it
-//! imports only the claims index (which imports only `ownership`).
+//! imports only the claims index (which imports only `ownership` and `shard`) and `shard`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,7 @@ use kube::runtime::reflector::Store;
 use tokio::sync::Semaphore;
 
 use super::claims::ClaimsIndex;
+use super::shard::Shard;
 use crate::api::BucketEncryption;
 use crate::kms::KeyChecker;
 use crate::oss::{CredentialsProvider, OssClient};
@@ -44,6 +45,19 @@ pub struct Settings {
     pub policies: bool,
     /// Where policies' Secrets are read: the operator's own namespace.
     pub policy_secret_namespace: String,
+    /// The buckets this instance reconciles (`--shard-index`/`--shard-count`).
+    pub shard: Shard,
+    /// The Lease that makes exactly one instance run policies (with leader election); `None`
+    /// without leader election, when policies run on shard 0.
+    pub policy_election: Option<crate::leader::Election>,
+}
+
+impl Settings {
+    /// Whether this instance's caches hold every BucketEncryption of the cluster (no namespace,
+    /// label or shard scoping), so its claims index is the cluster's.
+    pub fn sees_every_resource(&self) -> bool {
+        self.namespaces.is_empty() && self.label_selector.is_none() && !self.shard.is_sharded()
+    }
 }
 
 impl Default for Settings {
@@ -58,6 +72,8 @@ impl Default for Settings {
             key_checker: None,
             policies: true,
             policy_secret_namespace: "default".into(),
+            shard: Shard::ALL,
+            policy_election: None,
         }
     }
 }
@@ -93,6 +109,7 @@ impl Context {
         stores: Vec<Store<Guarded>>,
     ) -> Self {
         let permits = Semaphore::new(usize::from(settings.concurrency.max(1)));
+        let claims = Arc::new(ClaimsIndex::for_shard(stores.len(), settings.shard));
         Self {
             client,
             oss,
@@ -100,7 +117,7 @@ impl Context {
             recorder,
             settings,
             metrics,
-            claims: Arc::new(ClaimsIndex::new(stores.len())),
+            claims,
             stores,
             permits,
             failures: Mutex::new(HashMap::new()),

@@ -14,6 +14,7 @@ pub mod policy;
 pub mod preflight;
 pub mod report;
 pub mod schedule;
+pub mod shard;
 pub mod status;
 pub mod steps;
 
@@ -67,6 +68,11 @@ fn received<T: Send + 'static>(
     })
 }
 
+/// Whether `shard` reconciles `object` (by its bucket; unreadable specs on shard 0).
+pub fn in_shard(shard: shard::Shard, object: &Guarded) -> bool {
+    shard.owns_object(object.0.as_ref().ok().map(|r| r.spec.bucket.as_str()))
+}
+
 /// What `/readyz` and the objects gauge read: filled in by [`run`], shared with the HTTP server,
 /// which runs for the whole process (also while this instance waits to become leader).
 #[derive(Clone, Default)]
@@ -76,6 +82,8 @@ pub struct Health {
     /// Watchers started by the running controller (0 while not leading).
     watched: Arc<std::sync::atomic::AtomicUsize>,
     stores: Arc<Mutex<Vec<Store<Guarded>>>>,
+    /// Whose objects count: the caches hold other shards' resources too.
+    shard: Arc<Mutex<shard::Shard>>,
 }
 
 impl Health {
@@ -89,8 +97,9 @@ impl Health {
     /// Objects by Ready status across the caches.
     pub fn ready_counts(&self) -> std::collections::BTreeMap<String, i64> {
         let mut counts = std::collections::BTreeMap::new();
+        let shard = *self.shard.lock().unwrap_or_else(|p| p.into_inner());
         for store in self.stores.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            for object in store.state() {
+            for object in store.state().into_iter().filter(|o| in_shard(shard, o)) {
                 let status = match &object.0 {
                     Ok(resource) => resource
                         .status
@@ -152,6 +161,7 @@ pub async fn run(
         },
     );
     let concurrency = settings.concurrency;
+    let shard = settings.shard;
     let policy_client = settings.policies.then(|| client.clone());
     let ctx = Arc::new(Context::new(
         client,
@@ -170,6 +180,7 @@ pub async fn run(
         .watched
         .store(apis.len(), std::sync::atomic::Ordering::Relaxed);
     *health.stores.lock().unwrap_or_else(|p| p.into_inner()) = stores;
+    *health.shard.lock().unwrap_or_else(|p| p.into_inner()) = shard;
     let (senders, receivers): (Vec<_>, Vec<_>) = apis
         .iter()
         .map(|_| mpsc::unbounded_channel::<ObjectRef<Guarded>>())
@@ -209,6 +220,11 @@ pub async fn run(
                     }
                 })
                 .applied_objects()
+                // Other shards' resources are cached (a spec edit can move one here) but never
+                // reconciled here.
+                .filter(move |object| {
+                    std::future::ready(object.as_ref().map_or(true, |o| in_shard(shard, o)))
+                })
                 .predicate_filter(predicates::generation, Default::default());
             Controller::for_stream(triggers, reader)
                 .reconcile_on(received(receiver))
@@ -248,7 +264,7 @@ pub async fn run(
         })
         .collect();
     if let Some(client) = policy_client {
-        runs.push(policy_controller(client, ctx.clone(), stopped.clone()).boxed());
+        runs.push(policies(client, ctx.clone(), stopped.clone()).boxed());
     }
     let all = futures_util::future::join_all(runs);
     tokio::pin!(all);
@@ -269,14 +285,108 @@ pub async fn run(
     health.stores.lock().unwrap_or_else(|p| p.into_inner()).clear();
 }
 
+/// Runs the policy controller exactly once across instances: with leader election, while this
+/// instance holds the policy Lease (contending again after losing it, until shutdown); without,
+/// on shard 0 only.
+async fn policies(
+    client: kube::Client,
+    ctx: Arc<Context>,
+    stopped: tokio::sync::watch::Receiver<Option<Shutdown>>,
+) {
+    let shutdown = {
+        let stopped = stopped.clone();
+        move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(Option::is_some).await;
+            }
+        }
+    };
+    let Some(election) = ctx.settings.policy_election.clone() else {
+        if ctx.settings.shard.index() == 0 {
+            let stop = shutdown();
+            policy_controller(client, ctx, async move {
+                stop.await;
+                Shutdown::Graceful
+            })
+            .await;
+        } else {
+            tracing::info!(shard = %ctx.settings.shard, "policies run on shard 0 (no leader election)");
+        }
+        return;
+    };
+    loop {
+        let work = |stop: crate::leader::StopSignal| {
+            policy_controller(
+                client.clone(),
+                ctx.clone(),
+                async move { Shutdown::from(stop.await) },
+            )
+        };
+        match crate::leader::lead(client.clone(), election.clone(), work, shutdown()).await {
+            Ok(crate::leader::Ended::Shutdown) => return,
+            Ok(crate::leader::Ended::LeadershipLost) => {
+                tracing::warn!(lease = %election.lease, "lost the policy lease; contending again");
+            }
+            Err(error) => {
+                tracing::warn!(%error, lease = %election.lease, "policy lease failed; trying again");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+        if stopped.borrow().is_some() {
+            return;
+        }
+    }
+}
+
+/// The claims index policies read: this instance's own when its caches hold every resource of
+/// the cluster, else one of their own, fed by a cluster-wide watch of BucketEncryptions (the
+/// events feed the index and are dropped: no second cache). The future feeds it forever.
+fn cluster_claims(
+    client: &kube::Client,
+    ctx: &Context,
+) -> (
+    Arc<claims::ClaimsIndex>,
+    Option<futures_util::future::BoxFuture<'static, ()>>,
+) {
+    if ctx.settings.sees_every_resource() {
+        return (ctx.claims.clone(), None);
+    }
+    let index = Arc::new(claims::ClaimsIndex::new(1));
+    let feed = {
+        let index = index.clone();
+        watcher(
+            Api::<Guarded>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .for_each(move |event| {
+            if let Ok(event) = event {
+                index.observe(0, &event);
+            }
+            std::future::ready(())
+        })
+        .boxed()
+    };
+    (index, Some(feed))
+}
+
 /// The BucketEncryptionPolicy controller: cluster-scoped policies, one pass per generation
-/// change or resync, sharing the OSS client, limiter, key checker and caches of `ctx`. Not part
-/// of readiness: an operator without the policy CRD still serves BucketEncryptions.
+/// change or resync, sharing the OSS client, limiter and key checker of `ctx`, until `stop`
+/// resolves (an immediate stop abandons a running pass). Not part of readiness: an operator
+/// without the policy CRD still serves BucketEncryptions.
 async fn policy_controller(
     client: kube::Client,
     ctx: Arc<Context>,
-    mut stopped: tokio::sync::watch::Receiver<Option<Shutdown>>,
+    stop: impl Future<Output = Shutdown> + Send + 'static,
 ) {
+    let (stop_tx, stopped) = tokio::sync::watch::channel(None::<Shutdown>);
+    tokio::spawn(async move {
+        let _ = stop_tx.send(Some(stop.await));
+    });
+    let mut graceful = stopped.clone();
+    let mut immediate = stopped;
+    let (claims, feed) = cluster_claims(&client, &ctx);
     use crate::api::policy::BucketEncryptionPolicy;
     let api: Api<BucketEncryptionPolicy> = Api::all(client);
     let (reader, writer) = reflector::store::<BucketEncryptionPolicy>();
@@ -312,21 +422,27 @@ async fn policy_controller(
     let pctx = Arc::new(policy::PolicyContext {
         secret_namespace: ctx.settings.policy_secret_namespace.clone(),
         ctx,
+        claims,
         policies: reader.clone(),
     });
-    Controller::for_stream(triggers, reader)
+    let run = Controller::for_stream(triggers, reader)
         .reconcile_on(received(nudged))
         .with_config(ControllerConfig::default().concurrency(2))
         .graceful_shutdown_on(async move {
-            let _ = stopped.wait_for(Option::is_some).await;
+            let _ = graceful.wait_for(Option::is_some).await;
         })
         .run(policy::reconcile, policy::error_policy, pctx)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "policy loop reported an error");
             }
-        })
-        .await;
+        });
+    let feed = feed.unwrap_or_else(|| futures_util::future::pending().boxed());
+    tokio::select! {
+        () = run => {}
+        () = feed => {}
+        _ = immediate.wait_for(|s| *s == Some(Shutdown::Immediate)) => {}
+    }
 }
 
 /// How long shutdown waits for running reconciles before stopping anyway.

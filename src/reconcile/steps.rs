@@ -56,6 +56,10 @@ pub async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action
 }
 
 async fn reconcile_object(object: &Guarded, ctx: &Context) -> Result<Action, Error> {
+    // A spec edit can move a resource to another shard's bucket: that shard acts on it now.
+    if !super::in_shard(ctx.settings.shard, object) {
+        return Ok(Action::await_change());
+    }
     let resource = match &object.0 {
         Ok(resource) => resource,
         Err(invalid) if invalid.metadata.deletion_timestamp.is_some() => {

@@ -103,11 +103,19 @@ impl Harness {
 
     /// The OSS client the controller uses: the emulator allowed, quick retries.
     pub fn oss_client(&self) -> OssClient {
+        self.oss_client_reporting_to(self.metrics.clone())
+    }
+
+    /// As `oss_client`, counting requests in `metrics`.
+    pub fn oss_client_reporting_to(
+        &self,
+        metrics: std::sync::Arc<oss_encryption_operator::telemetry::Metrics>,
+    ) -> OssClient {
         let mut config = ClientConfig {
             retry: fast_retries(3),
             qps: 1000.0,
             burst: 1000,
-            observer: Some(self.metrics.oss_observer()),
+            observer: Some(metrics.oss_observer()),
             ..ClientConfig::default()
         };
         let endpoint = self.oss.emulator.endpoint();
@@ -120,16 +128,28 @@ impl Harness {
     }
 
     pub fn start_controller(&mut self) {
+        let (stop, task) =
+            self.spawn_controller(self.settings.clone(), self.metrics.clone(), self.health.clone());
+        self.task = Some(task);
+        self.stop = Some(stop);
+    }
+
+    /// Another controller instance (a second shard, say) on the same servers, with its own
+    /// settings and metrics; it stops when the returned sender is dropped or fires.
+    pub fn spawn_controller(
+        &self,
+        settings: Settings,
+        metrics: std::sync::Arc<oss_encryption_operator::telemetry::Metrics>,
+        health: Health,
+    ) -> (oneshot::Sender<()>, JoinHandle<()>) {
         let (stop, stopped) = oneshot::channel::<()>();
         // Built as `run` builds it: every API request counted in the metrics.
         let client =
-            oss_encryption_operator::telemetry::instrumented_client(self.kube.config(), self.metrics.clone())
+            oss_encryption_operator::telemetry::instrumented_client(self.kube.config(), metrics.clone())
                 .expect("a client for the test server");
-        let oss = self.oss_client();
-        let settings = self.settings.clone();
+        let oss = self.oss_client_reporting_to(metrics.clone());
         let operator_credentials = self.operator_credentials.clone();
-        let (metrics, health) = (self.metrics.clone(), self.health.clone());
-        self.task = Some(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             reconcile::run(
                 client,
                 oss,
@@ -143,8 +163,8 @@ impl Harness {
                 },
             )
             .await;
-        }));
-        self.stop = Some(stop);
+        });
+        (stop, task)
     }
 
     /// Stops the controller and waits for it to finish.

@@ -19,6 +19,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use self::classify::{Outcome, Selection, Seniority, Standing};
+use super::claims::ClaimsIndex;
 use super::context::{Context, FIELD_MANAGER};
 use super::error::Error;
 use super::plan::{self, Action as OssAction, Downgrades};
@@ -34,6 +35,9 @@ use crate::oss::{BucketTarget, CredentialsProvider, ServiceTarget, describe_rule
 /// What the policy controller shares across passes.
 pub struct PolicyContext {
     pub ctx: Arc<Context>,
+    /// The resources' claims across the whole cluster, whatever this instance's namespaces,
+    /// label selector or shard (a bucket any resource claims is that resource's).
+    pub claims: Arc<ClaimsIndex>,
     /// Every policy (for precedence between them).
     pub policies: Store<BucketEncryptionPolicy>,
     /// Where policies' Secrets live: the operator's own namespace.
@@ -128,7 +132,7 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
         .validate()
         .map_err(|e| Error::InvalidSpec(e.to_string()))?;
     // A bucket a resource claims is the resource's: until every claim is known, nothing is written.
-    if !ctx.claims.is_complete() {
+    if !pctx.claims.is_complete() {
         return Err(Error::ClaimsIncomplete);
     }
     let credentials = credentials(policy, pctx).await?;
@@ -166,7 +170,7 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
             Selection::Outside => {}
             Selection::Excluded => decided.push((bucket, Outcome::Excluded)),
             Selection::Selected => {
-                match classify::standing(ctx.claims.is_claimed(&bucket.name), &me, &others_ref, &bucket) {
+                match classify::standing(pctx.claims.is_claimed(&bucket.name), &me, &others_ref, &bucket) {
                     Standing::ManagedByResource => decided.push((bucket, Outcome::ManagedByResource)),
                     Standing::ClaimedByPolicy(_) => decided.push((bucket, Outcome::ClaimedByPolicy)),
                     Standing::Ours => pending.push(bucket),
@@ -177,7 +181,7 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
     let manage = policy.spec.management_policy == ManagementPolicy::Manage;
     let jobs: Vec<_> = pending
         .into_iter()
-        .map(|bucket| one_bucket(ctx, &desired, &credentials, bucket, manage))
+        .map(|bucket| one_bucket(pctx, &desired, &credentials, bucket, manage))
         .collect();
     let handled: Vec<(BucketSummary, Outcome, Option<Correction>)> = futures_util::stream::iter(jobs)
         .buffered(usize::from(ctx.settings.concurrency.max(1)))
@@ -300,23 +304,24 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
 /// Reads one bucket and, in Manage mode, fixes it when that is safe: the outcome and, when it
 /// wrote, the correction.
 async fn one_bucket(
-    ctx: &Context,
+    pctx: &PolicyContext,
     desired: &PolicyDesired,
     credentials: &CredentialsProvider,
     bucket: BucketSummary,
     manage: bool,
 ) -> (BucketSummary, Outcome, Option<Correction>) {
-    let (outcome, correction) = check_bucket(ctx, desired, credentials, &bucket, manage).await;
+    let (outcome, correction) = check_bucket(pctx, desired, credentials, &bucket, manage).await;
     (bucket, outcome, correction)
 }
 
 async fn check_bucket(
-    ctx: &Context,
+    pctx: &PolicyContext,
     desired: &PolicyDesired,
     credentials: &CredentialsProvider,
     bucket: &BucketSummary,
     manage: bool,
 ) -> (Outcome, Option<Correction>) {
+    let ctx = &pctx.ctx;
     let target = match BucketTarget::new(&bucket.name, &bucket.region) {
         Ok(target) => target,
         Err(error) => return (Outcome::Error(error.to_string()), None),
@@ -358,7 +363,7 @@ async fn check_bucket(
     }
     // Ownership is re-checked against the claims index immediately before the write: a resource
     // created while this pass was under way keeps its bucket.
-    if ctx.claims.is_claimed(&bucket.name) {
+    if pctx.claims.is_claimed(&bucket.name) {
         return (Outcome::ManagedByResource, None);
     }
     let written = match &decision.action {
