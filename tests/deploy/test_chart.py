@@ -52,6 +52,10 @@ COMBINATIONS = {
     "network policy without scrapers": {"networkPolicy": {"enabled": True}},
     "no PDB": {"podDisruptionBudget": {"enabled": False}},
     "three replicas": {"replicas": 3},
+    "two shards": {"shards": 2},
+    "three namespaced shards without leader election": {
+        "shards": 3, "replicas": 1, "leaderElection": {"enabled": False}, "namespaces": ["team-a"],
+    },
 }
 
 
@@ -73,9 +77,10 @@ def test_every_documented_combination_is_valid_for_kubernetes_1_30_to_1_37(name)
 @pytest.mark.parametrize("name", COMBINATIONS)
 def test_the_operator_binary_accepts_the_rendered_arguments(name):
     # clap validates every argument before --help stops it: a value it cannot parse fails here.
-    args = rendered(name).args()
-    run = subprocess.run([str(BINARY), *args, "--help"], capture_output=True, text=True)
-    assert run.returncode == 0, f"{args}: {run.stderr}"
+    for deployment in rendered(name).of_kind("Deployment"):
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        run = subprocess.run([str(BINARY), *args, "--help"], capture_output=True, text=True)
+        assert run.returncode == 0, f"{args}: {run.stderr}"
 
 
 @pytest.mark.parametrize("name", COMBINATIONS)
@@ -174,7 +179,9 @@ def test_watching_namespaces_grants_secrets_only_there():
         "bucketencryptionpolicies": ["get", "list", "watch"],
         "bucketencryptionpolicies/status": ["patch"],
         "customresourcedefinitions": ["get"],
-    }, "only the cluster-scoped policies and the CRD read stay cluster-wide"
+        # Policy precedence reads every resource's bucket, whatever the operator watches.
+        "bucketencryptions": ["list", "watch"],
+    }, "only the cluster-scoped policies, what they read and the CRD read stay cluster-wide"
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in chart.of_kind("Role")}
     for namespace in ("team-a", "team-b"):
         role = roles[(namespace, FULLNAME)]
@@ -196,6 +203,31 @@ def test_watching_namespaces_grants_secrets_only_there():
 def assert_reads_only_its_crd(cluster_role):
     [rule] = [r for r in cluster_role["rules"] if "customresourcedefinitions" in r["resources"]]
     assert rule["resourceNames"] == ["bucketencryptions.oss.encryption.dev"], "one CRD, by name"
+
+
+def test_each_shard_is_a_deployment_with_its_own_flags_selector_and_pdb():
+    chart = render(COMBINATIONS["two shards"])
+    deployments = {d["metadata"]["name"]: d for d in chart.of_kind("Deployment")}
+    assert sorted(deployments) == [f"{FULLNAME}-shard-0", f"{FULLNAME}-shard-1"]
+    for index, name in enumerate(sorted(deployments)):
+        spec = deployments[name]["spec"]
+        args = spec["template"]["spec"]["containers"][0]["args"]
+        assert f"--shard-index={index}" in args and "--shard-count=2" in args, args
+        # Each shard elects its own leader (the binary derives the shard's Lease from this name);
+        # the policy Lease is shared, so exactly one pod of all shards passes policies.
+        assert f"--leader-election-lease={FULLNAME}" in args
+        assert f"--policy-lease={FULLNAME}-policies" in args
+        selector = spec["selector"]["matchLabels"]
+        assert selector["oss.encryption.dev/shard"] == str(index)
+        assert spec["template"]["metadata"]["labels"]["oss.encryption.dev/shard"] == str(index)
+        [pdb] = [p for p in chart.of_kind("PodDisruptionBudget") if p["metadata"]["name"] == name]
+        assert pdb["spec"]["selector"]["matchLabels"] == selector
+    # The metrics Service reaches every shard's pods.
+    service_selector = chart.one("Service")["spec"]["selector"]
+    assert "oss.encryption.dev/shard" not in service_selector
+    unsharded = render()
+    assert [d["metadata"]["name"] for d in unsharded.of_kind("Deployment")] == [FULLNAME]
+    assert not [a for a in unsharded.args() if a.startswith("--shard")]
 
 
 def test_namespaced_rbac_without_policies_only_reads_the_crd_cluster_wide():

@@ -74,4 +74,12 @@ def test_namespaced_rbac_reads_secrets_nowhere_else(observed):
     assert allowed(bound, "", NAMESPACE, "secrets", "get"), "a policy's Secret"
     for elsewhere in ("kube-system", "default", "someone-else"):
         assert not allowed(bound, "", elsewhere, "secrets", "get"), elsewhere
-        assert not allowed(bound, "oss.encryption.dev", elsewhere, "bucketencryptions", "list"), elsewhere
+        # Policies read every resource (a bucket any resource names is that resource's); only
+        # the watched namespaces' resources are ever written.
+        assert allowed(bound, "oss.encryption.dev", elsewhere, "bucketencryptions", "list"), elsewhere
+        assert not allowed(bound, "oss.encryption.dev", elsewhere, "bucketencryptions", "patch"), elsewhere
+    without_policies = grants(
+        render({"namespaces": watched, "policies": {"enabled": False}}), service_account(chart)
+    )
+    for elsewhere in ("kube-system", "default", "someone-else"):
+        assert not allowed(without_policies, "oss.encryption.dev", elsewhere, "bucketencryptions", "list")
