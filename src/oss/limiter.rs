@@ -8,6 +8,7 @@
 //! AWS SDKs' adaptive retry mode, [`AdaptiveRate`]). `qps` is a hard ceiling in both modes; in
 //! fixed mode it is the operating point.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -41,6 +42,15 @@ const MAX_NAP: f64 = 0.05;
 /// the old rate. (A deviation from the AWS algorithm, which cuts on every one and so collapses
 /// to the floor after a single burst of concurrent requests is throttled.)
 const COOLDOWN: f64 = 1.0;
+/// Once throttled, at most this many seconds' worth of requests go out at once after a pause.
+/// (The AWS algorithm saves up a whole second's worth; sent as one burst, a second's worth
+/// echoes every second against a per-second limit, and its tail is what gets throttled when
+/// the rate probes above the limit.)
+const BURST_SECONDS: f64 = 0.1;
+/// The window OSS counts requests in (QPS: per second).
+const WINDOW: f64 = 1.0;
+/// The most times a window keeps (memory bound; far above any account's management-API limit).
+const WINDOW_KEPT: usize = 20_000;
 
 /// The adaptive rate's arithmetic, pure: every method takes the time in seconds since an
 /// arbitrary origin. Mirrors the CUBIC client rate limiter of the AWS SDKs' adaptive retry mode.
@@ -58,6 +68,13 @@ pub struct AdaptiveRate {
     last_max_rate: f64,
     last_throttle: f64,
     time_window: f64,
+    /// When requests were let through in the trailing second. OSS counts requests per second,
+    /// so once throttled no more than the rate go out in any one-second window, and the sends
+    /// that led to the first throttle count against the window after it.
+    sent: VecDeque<f64>,
+    /// When successful answers came in the trailing second: what the account accepted, the
+    /// best estimate of its limit when it throttles.
+    accepted: VecDeque<f64>,
 }
 
 impl AdaptiveRate {
@@ -74,6 +91,8 @@ impl AdaptiveRate {
             last_max_rate: 0.0,
             last_throttle: now,
             time_window: 0.0,
+            sent: VecDeque::new(),
+            accepted: VecDeque::new(),
         }
     }
 
@@ -97,16 +116,27 @@ impl AdaptiveRate {
     /// says how many seconds until there will be one at the current rate. Nothing is reserved:
     /// a caller told to wait asks again, so a rate that grows meanwhile is used at once.
     pub fn try_acquire(&mut self, now: f64) -> Result<(), f64> {
+        forget_before(&mut self.sent, now - WINDOW);
         if !self.enabled {
+            remember(&mut self.sent, now);
             return Ok(());
         }
         self.refill(now);
+        // The one-second window: at most the rate's worth of sends in any second.
+        let allowed = (self.fill_rate.floor() as usize).max(1);
+        let window_wait = if self.sent.len() >= allowed {
+            self.sent[self.sent.len() - allowed] + WINDOW - now
+        } else {
+            0.0
+        };
         // A hair of tolerance: float rounding must not leave a caller waiting for 1e-16 s forever.
-        if self.capacity >= 1.0 - 1e-9 {
+        if self.capacity >= 1.0 - 1e-9 && window_wait <= 0.0 {
             self.capacity -= 1.0;
+            remember(&mut self.sent, now);
             Ok(())
         } else {
-            Err(((1.0 - self.capacity) / self.fill_rate).max(1e-6))
+            let bucket_wait = (1.0 - self.capacity).max(0.0) / self.fill_rate;
+            Err(bucket_wait.max(window_wait).max(1e-6))
         }
     }
 
@@ -114,24 +144,32 @@ impl AdaptiveRate {
     /// grow (never above twice the measured sending rate, nor above `ceiling`).
     pub fn record(&mut self, throttled: bool, now: f64, ceiling: f64) {
         self.measure(now);
+        forget_before(&mut self.accepted, now - WINDOW);
+        if !throttled {
+            remember(&mut self.accepted, now);
+        }
         let rate = if throttled {
             if self.enabled && now - self.last_throttle < COOLDOWN {
                 // Answers to requests sent before the last cut: that cut already covers them.
                 // (Cutting on each would collapse the rate after one burst.)
                 return;
             }
-            // Before the first half-second bucket closes there is no measurement yet: use the
-            // rate of the bucket so far.
+            // The account's limit is about what it accepted in the last second: OSS counts
+            // requests per second. Without any success in that second (OSS refuses everything,
+            // not our rate) fall back to the sending rate: before the first half-second bucket
+            // closes, the rate of the bucket so far.
             let measured = if self.measured_rate > 0.0 {
                 self.measured_rate
             } else {
                 self.requests_in_bucket / (now - self.last_rate_bucket).max(0.1)
             };
-            let base = if self.enabled {
+            let sent = if self.enabled {
                 measured.min(self.fill_rate)
             } else {
                 measured
             };
+            let accepted = self.accepted.len() as f64 / WINDOW;
+            let base = if accepted > 0.0 { accepted.min(sent) } else { sent };
             self.last_max_rate = base;
             self.update_time_window();
             self.last_throttle = now;
@@ -156,7 +194,7 @@ impl AdaptiveRate {
         self.refill(now);
         let rate = if rate.is_finite() { rate } else { MIN_FILL_RATE };
         self.fill_rate = rate.max(MIN_FILL_RATE);
-        self.max_capacity = rate.max(1.0);
+        self.max_capacity = (rate * BURST_SECONDS).max(1.0);
         self.capacity = self.capacity.min(self.max_capacity);
     }
 
@@ -170,6 +208,21 @@ impl AdaptiveRate {
             self.last_rate_bucket = bucket;
         }
     }
+}
+
+/// Drops the times before `cutoff` from the front of a window.
+fn forget_before(window: &mut VecDeque<f64>, cutoff: f64) {
+    while window.front().is_some_and(|t| *t <= cutoff) {
+        window.pop_front();
+    }
+}
+
+/// Adds a time to a window, bounded (a second's worth at any rate a client reaches).
+fn remember(window: &mut VecDeque<f64>, now: f64) {
+    if window.len() == WINDOW_KEPT {
+        window.pop_front();
+    }
+    window.push_back(now);
 }
 
 /// The fixed ceiling: `qps` tokens a second, at most `burst` saved up.
@@ -320,6 +373,174 @@ mod tests {
         waited
     }
 
+    /// How an account limits requests in the simulation.
+    #[derive(Clone, Copy, Debug)]
+    enum Account {
+        Unlimited,
+        /// At most this many accepted requests in any one-second window (the emulator's cap).
+        SlidingWindow(usize),
+        /// A token bucket of this rate whose burst is one second's worth.
+        TokenBucket(f64),
+    }
+
+    /// What a simulated job came to: simulated seconds and answers by kind.
+    #[derive(Debug)]
+    struct Simulated {
+        seconds: f64,
+        requests: u64,
+        throttled: u64,
+    }
+
+    /// A deterministic, discrete-event run of `jobs` requests by `workers` concurrent callers
+    /// through one `AdaptiveRate` (plus the client's throttle retries: full jitter from a 1 s
+    /// base, doubling) against `account`, with `latency` seconds per request. Simulated time,
+    /// not wall-clock: the numbers are the algorithm's, whatever the machine.
+    fn simulate(account: Account, workers: usize, latency: f64, jobs: usize) -> Simulated {
+        use std::cmp::Reverse;
+        use std::collections::{BinaryHeap, VecDeque};
+        /// A simulated time, ordered (times are never NaN).
+        #[derive(PartialEq)]
+        struct At(f64);
+        impl Eq for At {}
+        impl PartialOrd for At {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for At {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.0.total_cmp(&other.0)
+            }
+        }
+        /// (time, sequence, worker, Some(throttled) for an answer / None for a try to send)
+        type Due = Reverse<(At, u64, usize, Option<bool>)>;
+        let mut events: BinaryHeap<Due> = BinaryHeap::new();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut state = AdaptiveRate::new(0.0);
+        let mut accepted: VecDeque<f64> = VecDeque::new();
+        let (mut tokens, mut refilled) = (0.0_f64, 0.0_f64);
+        let mut attempts = vec![0u32; workers];
+        let (mut started, mut done, mut seq) = (0usize, 0usize, 0u64);
+        let mut result = Simulated {
+            seconds: 0.0,
+            requests: 0,
+            throttled: 0,
+        };
+        for worker in 0..workers.min(jobs) {
+            started += 1;
+            events.push(Reverse((At(0.0), worker as u64, worker, None)));
+        }
+        while let Some(Reverse((At(t), _, worker, answer))) = events.pop() {
+            seq += 1;
+            match answer {
+                None => match state.try_acquire(t) {
+                    Err(wait) => {
+                        events.push(Reverse((At(t + wait.clamp(0.001, MAX_NAP)), seq, worker, None)))
+                    }
+                    Ok(()) => {
+                        result.requests += 1;
+                        let throttled = match account {
+                            Account::Unlimited => false,
+                            Account::SlidingWindow(cap) => {
+                                while accepted.front().is_some_and(|a| t - a >= 1.0) {
+                                    accepted.pop_front();
+                                }
+                                let full = accepted.len() >= cap;
+                                if !full {
+                                    accepted.push_back(t);
+                                }
+                                full
+                            }
+                            Account::TokenBucket(rate) => {
+                                tokens = (tokens + (t - refilled) * rate).min(rate);
+                                if refilled == 0.0 && t == 0.0 {
+                                    tokens = rate;
+                                }
+                                refilled = t;
+                                let full = tokens < 1.0;
+                                if !full {
+                                    tokens -= 1.0;
+                                }
+                                full
+                            }
+                        };
+                        events.push(Reverse((At(t + latency), seq, worker, Some(throttled))));
+                    }
+                },
+                Some(throttled) => {
+                    state.record(throttled, t, 1_000.0);
+                    if throttled && attempts[worker] < 5 {
+                        result.throttled += 1;
+                        attempts[worker] += 1;
+                        let backoff = rng.f64() * 2f64.powi(attempts[worker] as i32 - 1);
+                        events.push(Reverse((At(t + backoff), seq, worker, None)));
+                        continue;
+                    }
+                    result.throttled += u64::from(throttled);
+                    done += 1;
+                    attempts[worker] = 0;
+                    result.seconds = result.seconds.max(t);
+                    if started < jobs {
+                        started += 1;
+                        events.push(Reverse((At(t), seq, worker, None)));
+                    }
+                }
+            }
+        }
+        assert_eq!(done, jobs);
+        result
+    }
+
+    #[test]
+    fn on_a_capped_account_it_settles_near_the_cap_with_few_throttles() {
+        // The CLI's defaults (16 at once), 20 ms requests, 2,000 requests (1,000 manifests); and
+        // the controller's (8 at once) over the fleet benchmark's 10,000 objects at 200/s.
+        for (account, workers, jobs) in [
+            (Account::SlidingWindow(100), 16, 2_000),
+            (Account::TokenBucket(100.0), 16, 2_000),
+            (Account::SlidingWindow(400), 16, 2_000),
+            (Account::SlidingWindow(200), 8, 20_000),
+        ] {
+            let cap = match account {
+                Account::SlidingWindow(cap) => cap as f64,
+                Account::TokenBucket(rate) => rate,
+                Account::Unlimited => unreachable!(),
+            };
+            let run = simulate(account, workers, 0.02, jobs);
+            let accepted = run.requests - run.throttled;
+            let floor = accepted as f64 / cap;
+            let share = run.throttled as f64 / run.requests as f64;
+            println!(
+                "{account:?}: {:.2} s, floor {floor:.2} s, ratio {:.2}, throttled {} of {} ({:.1}%)",
+                run.seconds,
+                run.seconds / floor,
+                run.throttled,
+                run.requests,
+                100.0 * share
+            );
+            assert!(
+                run.seconds / floor <= 1.2,
+                "{account:?}: {run:?} (floor {floor:.2} s)"
+            );
+            // Most throttles are the requests already in flight when the first one is answered
+            // (the limiter sends freely until then); a bucket that absorbs a second's burst
+            // first lets more go out before that answer.
+            let most = match account {
+                Account::TokenBucket(_) => 0.015,
+                _ => 0.01,
+            };
+            assert!(share <= most, "{account:?}: {run:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_cap_it_never_slows_down() {
+        let run = simulate(Account::Unlimited, 16, 0.02, 2_000);
+        let floor = 2_000.0 * 0.02 / 16.0;
+        assert_eq!(run.throttled, 0);
+        assert!((run.seconds - floor).abs() < 1e-6, "{run:?} vs {floor}");
+    }
+
     #[test]
     fn no_delay_before_the_first_throttle() {
         let mut state = AdaptiveRate::new(0.0);
@@ -375,16 +596,23 @@ mod tests {
             Some(50.0),
             "cut to 350, capped by the ceiling of 50"
         );
-        // Requests as fast as allowed after the cut: they are spread at 50/s.
-        let mut t = 2.0;
-        let mut sent = 0;
-        while t < 4.0 {
-            match state.try_acquire(t) {
-                Ok(()) => sent += 1,
-                Err(wait) => t += wait,
+        // Requests as fast as allowed after the cut. The ~1,000 sent in the second before it
+        // count against the one-second window, so nothing goes out until they have aged out;
+        // after that, requests are spread at 50/s.
+        let count = |state: &mut AdaptiveRate, from: f64, to: f64| {
+            let (mut t, mut sent) = (from, 0);
+            while t < to {
+                match state.try_acquire(t) {
+                    Ok(()) => sent += 1,
+                    Err(wait) => t += wait,
+                }
             }
-        }
-        assert!((99..=102).contains(&sent), "{sent} sent in 2 s at 50/s");
+            sent
+        };
+        let during = count(&mut state, 2.0, 2.9);
+        assert_eq!(during, 0, "the window still holds the second before the throttle");
+        let after = count(&mut state, 3.0, 5.0);
+        assert!((99..=102).contains(&after), "{after} sent in 2 s at 50/s");
     }
 
     #[test]
