@@ -46,6 +46,7 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         key_checker,
         policies: args.enable_policies,
         policy_secret_namespace: args.policy_secret_namespace,
+        tenancy: args.tenancy,
     };
     tracing::info!(?settings, "starting the controller");
     // One shutdown signal for the HTTP server, the election and the controller.

@@ -1,6 +1,6 @@
 //! What every reconcile shares: clients, recorder, metrics, settings, the caches, the claims
 //! index and the per-object failure counts. The bottom floor of `reconcile/`: of its siblings it
-//! imports only the claims index (which imports only `ownership`).
+//! imports only the claims index (which imports only `ownership` and `grants`) and `grants`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,7 @@ use kube::runtime::reflector::Store;
 use tokio::sync::Semaphore;
 
 use super::claims::ClaimsIndex;
+use super::grants::Tenancy;
 use crate::api::BucketEncryption;
 use crate::kms::KeyChecker;
 use crate::oss::{CredentialsProvider, OssClient};
@@ -44,6 +45,8 @@ pub struct Settings {
     pub policies: bool,
     /// Where policies' Secrets are read: the operator's own namespace.
     pub policy_secret_namespace: String,
+    /// Whether a resource needs a BucketEncryptionGrant (`--tenancy`, DESIGN.md 3.5).
+    pub tenancy: Tenancy,
 }
 
 impl Default for Settings {
@@ -58,6 +61,7 @@ impl Default for Settings {
             key_checker: None,
             policies: true,
             policy_secret_namespace: "default".into(),
+            tenancy: Tenancy::Open,
         }
     }
 }
@@ -93,6 +97,7 @@ impl Context {
         stores: Vec<Store<Guarded>>,
     ) -> Self {
         let permits = Semaphore::new(usize::from(settings.concurrency.max(1)));
+        let claims = Arc::new(ClaimsIndex::new(stores.len(), settings.tenancy));
         Self {
             client,
             oss,
@@ -100,7 +105,7 @@ impl Context {
             recorder,
             settings,
             metrics,
-            claims: Arc::new(ClaimsIndex::new(stores.len())),
+            claims,
             stores,
             permits,
             failures: Mutex::new(HashMap::new()),

@@ -8,6 +8,8 @@ pub mod connect;
 pub mod context;
 pub mod error;
 pub mod finalizer;
+pub mod grant_controller;
+pub mod grants;
 pub mod ownership;
 pub mod plan;
 pub mod policy;
@@ -199,6 +201,9 @@ pub async fn run(
                         synced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     let changes = events_ctx.claims.observe(source, event);
+                    events_ctx
+                        .metrics
+                        .set_not_permitted(events_ctx.claims.not_permitted());
                     for uid in &changes.removed {
                         events_ctx.forget_failures(uid);
                     }
@@ -247,6 +252,13 @@ pub async fn run(
                 .boxed()
         })
         .collect();
+    if ctx.settings.tenancy == grants::Tenancy::Grants {
+        let mut stopped = stopped.clone();
+        let stop = async move {
+            let _ = stopped.wait_for(Option::is_some).await;
+        };
+        runs.push(grant_controller::run(ctx.clone(), senders, stop).boxed());
+    }
     if let Some(client) = policy_client {
         runs.push(policy_controller(client, ctx.clone(), stopped.clone()).boxed());
     }

@@ -738,6 +738,14 @@ fn validate(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>) 
                 field: path.to_owned(),
             });
         }
+        if let Some(min) = schema["minItems"].as_u64()
+            && (items.len() as u64) < min
+        {
+            causes.push(invalid(format!(
+                "Invalid value: {}: {path} in body should have at least {min} items",
+                items.len()
+            )));
+        }
         if let Some(item_schema) = schema.get("items") {
             for (i, item) in items.iter().enumerate() {
                 validate(item, item_schema, &format!("{path}[{i}]"), causes);
