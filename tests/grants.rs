@@ -16,6 +16,7 @@ use oss_encryption_operator::reconcile::grants::Tenancy;
 use serde_json::{Value, json};
 use support::operator::{CLOCK, Harness, NAMESPACE, SECRET, condition, message};
 use support::oss::{ACCESS_KEY_ID, ACCESS_KEY_SECRET};
+use support::policy::{create_policy, wait_status};
 
 /// The namespace of the second team (no grant unless a test makes one).
 const OTHER: &str = "team-b";
@@ -25,6 +26,7 @@ const NEVER: Duration = Duration::from_secs(1800);
 async fn grants_harness(buckets: &[&str], resync: Option<Duration>) -> Harness {
     let h = Harness::start_with(buckets, |settings| {
         settings.tenancy = Tenancy::Grants;
+        settings.policy_secret_namespace = NAMESPACE.into();
         if let Some(resync) = resync {
             settings.resync_interval = resync;
         }
@@ -355,4 +357,42 @@ async fn an_invalid_grant_grants_nothing_and_says_so() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the grant never got a Ready condition");
+}
+
+#[tokio::test]
+async fn a_policy_lists_who_exempts_which_bucket_and_needs_no_grant() {
+    let h = grants_harness(&["payments-owned", "payments-squatted"], None).await;
+    create_grant(
+        &h,
+        "team-a",
+        json!({"namespaces": [NAMESPACE], "buckets": ["payments-owned"]}),
+    )
+    .await;
+    h.create("owner", "payments-owned", json!({})).await;
+    h.wait_ready("owner", "True", "Applied").await;
+    create_in(&h, OTHER, "squatter", "payments-squatted", json!({})).await;
+    wait_ready_in(&h, OTHER, "squatter", "False", "NotPermitted").await;
+    // The policy (no grant needed) exempts the permitted owner's bucket only: the unpermitted
+    // resource is no claimant, so its bucket is the policy's.
+    create_policy(
+        &h,
+        "audit",
+        json!({"selector": {"namePrefix": "payments-"}, "rule": {"algorithm": "KMS"}}),
+    )
+    .await;
+    let status = wait_status(&h, "audit", "a pass over both buckets", |s| {
+        s["buckets"]["selected"] == 2
+    })
+    .await;
+    assert_eq!(
+        status["managedByResource"],
+        json!([{"bucket": "payments-owned", "resource": "team-a/owner"}]),
+        "{status:#}"
+    );
+    assert_eq!(status["buckets"]["managedByResource"], 1);
+    assert_eq!(
+        status["nonCompliant"],
+        json!([{"bucket": "payments-squatted", "region": support::oss::REGION, "observed": "None"}]),
+        "{status:#}"
+    );
 }

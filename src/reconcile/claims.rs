@@ -196,6 +196,7 @@ impl ClaimsIndex {
     /// re-evaluates every resource against the new grants.
     pub fn observe_grants(&self, event: &Event<DeserializeGuard<BucketEncryptionGrant>>) -> Changes {
         let mut inner = self.lock();
+        let was_complete = inner.is_complete();
         let Some(source) = inner.grants.as_mut() else {
             return Changes::default();
         };
@@ -229,10 +230,18 @@ impl ClaimsIndex {
                 }
             }
         }
-        let changes = if source.grants == before {
-            Changes::default()
-        } else {
-            inner.regrant(&before)
+        let Some(source) = inner.grants.as_ref() else {
+            return Changes::default();
+        };
+        // Before the index is complete nobody has been reconciled yet (every reconcile waits
+        // for it), so there is nobody to re-trigger: each listed resource is reconciled anyway.
+        let changes = match (source.grants == before, was_complete) {
+            (true, _) => Changes::default(),
+            (false, true) => inner.regrant(&before),
+            (false, false) => {
+                inner.regrant(&before);
+                Changes::default()
+            }
         };
         let complete = inner.is_complete();
         drop(inner);
@@ -649,10 +658,17 @@ mod tests {
     #[test]
     fn with_tenancy_grants_the_index_waits_for_the_grants_too() {
         let index = ClaimsIndex::new(1, Tenancy::Grants);
-        listed(&index, 0, &[]);
+        listed(&index, 0, &[object("early", "u1", "bkt", T1, json!({}))]);
         assert!(!index.is_complete(), "grants not listed yet");
-        grants_listed(&index, &[]);
+        assert!(!index.is_claimed("bkt"), "no grant known yet");
+        let changes = grants_listed(&index, &[grant("g1", &["ns"], &["bkt"])]);
         assert!(index.is_complete());
+        assert_eq!(names(index.claims_on("bkt")), ["ns/early"]);
+        assert_eq!(
+            changes,
+            Changes::default(),
+            "nobody was reconciled before the index was complete: nobody to re-trigger"
+        );
     }
 
     #[test]
