@@ -468,6 +468,7 @@ pub fn reference_markdown() -> String {
     rows.join("\n") + "\n"
 }
 
+pub mod grant;
 pub mod policy;
 
 #[cfg(test)]

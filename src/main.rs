@@ -44,9 +44,15 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
-        Command::Crd { reference, policy } => {
+        Command::Crd {
+            reference,
+            policy,
+            grant,
+        } => {
             if reference {
                 print!("{}", oss_encryption_operator::api::reference_markdown());
+            } else if grant {
+                print!("{}", oss_encryption_operator::api::grant::crd_yaml());
             } else if policy {
                 print!("{}", oss_encryption_operator::api::policy::crd_yaml());
             } else {

@@ -110,6 +110,7 @@ pub struct Metrics {
     drift_corrections: Counter,
     objects: Family<ReadyLabel, Gauge>,
     leader: Gauge,
+    not_permitted: Gauge,
     oss_throttles: Counter,
     oss_rate: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// The client whose current rate the gauge reports at scrape time.
@@ -213,6 +214,12 @@ impl Metrics {
             "1 while this instance reconciles (is the leader)",
             leader.clone(),
         );
+        let not_permitted = Gauge::default();
+        registry.register(
+            "not_permitted_resources",
+            "BucketEncryptions that no BucketEncryptionGrant permits (--tenancy grants): they make no OSS request",
+            not_permitted.clone(),
+        );
         let oss_throttles = Counter::default();
         registry.register(
             "oss_throttles",
@@ -241,6 +248,7 @@ impl Metrics {
             drift_corrections,
             objects,
             leader,
+            not_permitted,
         }
     }
 
@@ -267,6 +275,11 @@ impl Metrics {
 
     pub fn drift_corrected(&self) {
         self.drift_corrections.inc();
+    }
+
+    /// Sets the not-permitted resources gauge (tenancy grants).
+    pub fn set_not_permitted(&self, count: usize) {
+        self.not_permitted.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn set_leader(&self, leader: bool) {

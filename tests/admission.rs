@@ -580,3 +580,101 @@ async fn the_policy_crd_validates_its_rules_like_bucket_encryption() {
         causes(&error)
     );
 }
+
+#[tokio::test]
+async fn the_grant_crd_refuses_what_grants_nothing() {
+    oss_encryption_operator::install_tls_provider();
+    let server = KubeApiServer::start().await;
+    let text = std::fs::read_to_string(format!("{ROOT}/crds/bucketencryptiongrant.yaml")).unwrap();
+    server.register_crd(&serde_saphyr::from_str::<Value>(&text).unwrap());
+    let resource = ApiResource::erase::<oss_encryption_operator::api::grant::BucketEncryptionGrant>(&());
+    let api: kube::Api<DynamicObject> = kube::Api::all_with(server.client(), &resource);
+    let grant = |name: &str, spec: Value| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryptionGrant",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap()
+    };
+    let created = api
+        .create(
+            &PostParams::default(),
+            &grant(
+                "team-payments",
+                json!({"namespaces": ["payments", "payments-staging"], "buckets": ["payments-*", "audit-logs-payments", "b?t", "*"]}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        created.data["spec"]["operatorCredentials"], "Deny",
+        "the operator's credentials are denied unless a grant says Allow"
+    );
+    for (spec, field, message) in [
+        (
+            json!({"namespaces": [], "buckets": ["payments-*"]}),
+            "spec.namespaces",
+            "should have at least 1 items",
+        ),
+        (
+            json!({"namespaces": ["payments"], "buckets": []}),
+            "spec.buckets",
+            "should have at least 1 items",
+        ),
+        (
+            json!({"buckets": ["payments-*"]}),
+            "spec.namespaces",
+            "Required value",
+        ),
+        (
+            json!({"namespaces": ["payments"]}),
+            "spec.buckets",
+            "Required value",
+        ),
+        (
+            json!({"namespaces": ["Payments"], "buckets": ["payments-*"]}),
+            "spec.namespaces[0]",
+            "should match",
+        ),
+        (
+            json!({"namespaces": ["payments"], "buckets": ["Payments-*"]}),
+            "spec.buckets[0]",
+            "should match",
+        ),
+        (
+            json!({"namespaces": ["payments"], "buckets": ["ok-*", "-payments"]}),
+            "spec.buckets[1]",
+            "should match",
+        ),
+        (
+            json!({"namespaces": ["payments"], "buckets": ["payments_[0-9]"]}),
+            "spec.buckets[0]",
+            "should match",
+        ),
+        (
+            json!({"namespaces": ["payments"], "buckets": [""]}),
+            "spec.buckets[0]",
+            "at least 1 chars long",
+        ),
+        (
+            json!({"namespaces": ["payments"], "buckets": ["a".repeat(64)]}),
+            "spec.buckets[0]",
+            "may not be more than 63",
+        ),
+        (
+            json!({"namespaces": ["payments"], "buckets": ["payments-*"], "operatorCredentials": "Maybe"}),
+            "spec.operatorCredentials",
+            "Unsupported value: \"Maybe\"",
+        ),
+    ] {
+        let error = api
+            .create(&PostParams::default(), &grant("bad", spec.clone()))
+            .await
+            .unwrap_err();
+        let causes = causes(&error);
+        assert!(
+            causes.iter().any(|(f, m)| f == field && m.contains(message)),
+            "{spec}: {causes:?}"
+        );
+    }
+}

@@ -30,6 +30,20 @@ fn committed_policy_crd_is_the_generated_one() {
 }
 
 #[test]
+fn committed_grant_crd_is_the_generated_one() {
+    let committed = std::fs::read_to_string(format!("{ROOT}/crds/bucketencryptiongrant.yaml")).unwrap();
+    assert!(
+        committed == oss_encryption_operator::api::grant::crd_yaml(),
+        "crds/bucketencryptiongrant.yaml is stale: run `cargo run -- crd --grant > crds/bucketencryptiongrant.yaml`"
+    );
+    let kustomization = std::fs::read_to_string(format!("{ROOT}/crds/kustomization.yaml")).unwrap();
+    assert!(
+        kustomization.contains("- bucketencryptiongrant.yaml"),
+        "crds/kustomization.yaml (and so deploy/crds) lists the grant CRD"
+    );
+}
+
+#[test]
 fn committed_crd_parses_as_a_custom_resource_definition() {
     let text = std::fs::read_to_string(format!("{ROOT}/crds/bucketencryption.yaml")).unwrap();
     let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =

@@ -72,7 +72,8 @@ fn the_base_references_the_service_account_and_rbac_and_the_crds_are_apart() {
         crds,
         [
             "bucketencryptions.oss.encryption.dev",
-            "bucketencryptionpolicies.oss.encryption.dev"
+            "bucketencryptionpolicies.oss.encryption.dev",
+            "bucketencryptiongrants.oss.encryption.dev"
         ]
     );
     let namespace = kinds["Namespace"][0]["metadata"]["name"].as_str().unwrap();
@@ -120,6 +121,8 @@ fn rbac_grants_exactly_the_verbs_used() {
     assert_eq!(grants["bucketencryptions/status"], ["patch"]);
     assert_eq!(grants["bucketencryptionpolicies"], ["get", "list", "watch"]);
     assert_eq!(grants["bucketencryptionpolicies/status"], ["patch"]);
+    assert_eq!(grants["bucketencryptiongrants"], ["get", "list", "watch"]);
+    assert_eq!(grants["bucketencryptiongrants/status"], ["patch"]);
     assert_eq!(grants["events"], ["create", "patch"]);
     assert_eq!(grants["customresourcedefinitions"], ["get"]);
     let crd_rule = role["rules"]
@@ -133,7 +136,7 @@ fn rbac_grants_exactly_the_verbs_used() {
         serde_json::json!(["bucketencryptions.oss.encryption.dev"]),
         "the one CRD it reads, by name"
     );
-    assert_eq!(grants.len(), 7, "nothing else: {grants:?}");
+    assert_eq!(grants.len(), 9, "nothing else: {grants:?}");
 
     // Leases only in the operator's namespace, through a Role.
     let kinds = by_kind(&objects);
@@ -260,8 +263,9 @@ fn rules_allow(rules: &Value, group: &str, resource: &str, verb: &str) -> bool {
     })
 }
 
-/// The operator binary, namespaced (`--namespace team-a`) with policies and leader election,
-/// through a scenario touching every kind of call: a resource with a per-resource Secret and
+/// The operator binary, namespaced (`--namespace team-a`) with policies, leader election and
+/// `--tenancy grants`, through a scenario touching every kind of call: a grant (watched, its
+/// status written), a resource with a per-resource Secret and
 /// `deletionPolicy: Delete` applied then deleted (finalizer), a policy whose Secret lives in
 /// the operator's namespace, their status writes and Events. Returns every distinct access the
 /// API test server saw: (group, namespace, resource, verb).
@@ -290,6 +294,7 @@ async fn accesses_of_a_namespaced_run() -> Vec<(String, String, String, String)>
         &[
             "--leader-election".into(),
             "--enable-policies=true".into(),
+            "--tenancy=grants".into(),
             format!("--namespace={NAMESPACE}"),
             format!(
                 "--allowed-endpoint-suffixes={}",
@@ -302,6 +307,17 @@ async fn accesses_of_a_namespaced_run() -> Vec<(String, String, String, String)>
                 .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID");
         },
     );
+    let grant: oss_encryption_operator::api::grant::BucketEncryptionGrant =
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryptionGrant",
+            "metadata": {"name": "rbac"},
+            "spec": {"namespaces": [NAMESPACE], "buckets": ["rbac-*"]},
+        }))
+        .unwrap();
+    Api::all(h.kube.client())
+        .create(&PostParams::default(), &grant)
+        .await
+        .unwrap();
     h.create(
         "owned",
         "rbac-owned",
@@ -375,6 +391,10 @@ async fn the_base_rbac_allows_every_call_the_operator_makes() {
     assert!(has(OPERATOR_NAMESPACE, "leases", "create"));
     assert!(
         has("", "bucketencryptionpolicies", "watch") && has("", "bucketencryptionpolicies/status", "patch")
+    );
+    assert!(
+        has("", "bucketencryptiongrants", "watch") && has("", "bucketencryptiongrants/status", "patch"),
+        "the grants cache and the grant's Ready condition"
     );
     assert!(
         has("default", "events", "create"),

@@ -12,6 +12,10 @@ fn the_chart_ships_the_current_crds() {
             "bucketencryptionpolicy.yaml",
             oss_encryption_operator::api::policy::crd_yaml(),
         ),
+        (
+            "bucketencryptiongrant.yaml",
+            oss_encryption_operator::api::grant::crd_yaml(),
+        ),
     ] {
         let chart_copy = std::fs::read_to_string(format!("{CHART}/crds/{file}")).unwrap();
         assert!(

@@ -170,6 +170,10 @@ pub struct BucketEncryptionPolicyStatus {
     /// Non-compliant buckets, sorted by name, at most 50.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub non_compliant: Vec<NonCompliantBucket>,
+    /// Selected buckets a BucketEncryption owns (which exempts them from the policy), sorted by
+    /// bucket name, at most 50: who opted which bucket out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_by_resource: Vec<ManagedByResource>,
     /// When the account was last listed by a pass that changed the status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
@@ -200,6 +204,15 @@ pub struct NonCompliantBucket {
     pub region: String,
     /// The rule it has (None, AES256, KMS (...), SM4).
     pub observed: String,
+}
+
+/// A selected bucket a BucketEncryption owns.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedByResource {
+    pub bucket: String,
+    /// The owning BucketEncryption, `namespace/name`.
+    pub resource: String,
 }
 
 /// A policy's spec, checked and compiled.

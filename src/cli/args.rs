@@ -47,6 +47,9 @@ pub enum Command {
         /// Print the BucketEncryptionPolicy CRD (crds/bucketencryptionpolicy.yaml) instead.
         #[arg(long, conflicts_with = "reference")]
         policy: bool,
+        /// Print the BucketEncryptionGrant CRD (crds/bucketencryptiongrant.yaml) instead.
+        #[arg(long, conflicts_with_all = ["reference", "policy"])]
+        grant: bool,
     },
     /// Print the version.
     Version,
@@ -289,6 +292,12 @@ pub struct RunArgs {
     /// spec.credentials. Set to false on multi-tenant clusters.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub allow_operator_credentials: bool,
+
+    /// Who may claim which bucket: open (every resource; single-team clusters) or grants (only
+    /// what a cluster-scoped BucketEncryptionGrant permits, also for the operator's own
+    /// credentials; needs the grant CRD and its ClusterRole rules).
+    #[arg(long, value_enum, default_value = "open")]
+    pub tenancy: crate::reconcile::grants::Tenancy,
 
     /// Run the BucketEncryptionPolicy controller (watches the cluster-scoped policies; needs the
     /// policy CRD and its ClusterRole rules). false: BucketEncryptions only.

@@ -56,6 +56,7 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
                 args.instance.clone(),
             )
         }),
+        tenancy: args.tenancy,
     };
     tracing::info!(?settings, "starting the controller");
     // One shutdown signal for the HTTP server, the election and the controller.

@@ -5,28 +5,48 @@
 //! once: a same-second senior displaces the current owner, and an heir takes over also when a
 //! relist hid the owner's Delete. Ownership itself is `ownership::owner_of` over `claims_on`.
 //!
-//! [`ClaimsIndex::observe`] only updates maps (no I/O); the controller wiring feeds it watch
-//! events and forwards what it returns.
+//! With `--tenancy grants` (DESIGN.md 3.5) only a *permitted* resource is a claimant, so one
+//! that no grant covers can neither block nor displace a permitted owner. The grants are one
+//! more cache the index draws from (it is not complete before they have listed), and a grant
+//! created, changed or deleted re-evaluates every resource: those whose verdict changed and the
+//! other claimants of buckets whose claimant set changed are re-triggered.
+//!
+//! [`ClaimsIndex::observe`] and [`ClaimsIndex::observe_grants`] only update maps (no I/O); the
+//! controller wiring feeds them watch events and forwards what they return.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
+use kube::core::DeserializeGuard;
 use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use super::context::Guarded;
+use super::grants::{self, Grant, Permission, Request, Tenancy};
 use super::ownership::Claim;
 use super::shard::Shard;
+use crate::api::grant::BucketEncryptionGrant;
 use crate::api::{BucketEncryption, FINALIZER};
 
-/// One resource as the index knows it: its claim, when it is a claimant.
+/// One resource as the index knows it: the claim it makes when permitted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
     /// `namespace/name`, to trigger it.
     namespace: String,
     name: String,
-    claim: Option<Claim>,
+    /// `claim_of(resource, true)`: what it claims if the grants permit it.
+    candidate: Option<Claim>,
+    /// It has no `spec.credentials` (so it relies on the operator's own).
+    operator_credentials: bool,
+}
+
+/// The grants cache: the valid grants by uid (an invalid grant grants nothing).
+#[derive(Default)]
+struct GrantSource {
+    listed: bool,
+    grants: HashMap<String, Grant>,
+    relisting: Option<HashMap<String, Grant>>,
 }
 
 /// The objects of one watch cache.
@@ -51,9 +71,14 @@ pub struct Changes {
 
 #[derive(Default)]
 struct Inner {
+    tenancy: Tenancy,
     sources: Vec<Source>,
+    /// `Some` with tenancy grants.
+    grants: Option<GrantSource>,
     /// Claimants by bucket: uid → (source, claim).
     by_bucket: HashMap<String, BTreeMap<String, (usize, Claim)>>,
+    /// Uids of resources that would claim a bucket but are not permitted to.
+    not_permitted: HashSet<String>,
 }
 
 /// The claims index shared by every actor of one instance.
@@ -72,12 +97,13 @@ impl std::fmt::Debug for ClaimsIndex {
     }
 }
 
-/// The claim a resource makes, if it makes one: a valid spec, and alive (or being deleted while
-/// it still holds the finalizer: its cleanup is under way, so nobody else may write yet).
-pub fn claim_of(resource: &BucketEncryption) -> Option<Claim> {
+/// The claim a resource makes, if it makes one: `permitted` by the grants (3.5), a valid spec,
+/// and alive (or being deleted while it still holds the finalizer: its cleanup is under way, so
+/// nobody else may write yet).
+pub fn claim_of(resource: &BucketEncryption, permitted: bool) -> Option<Claim> {
     let deleting = resource.meta().deletion_timestamp.is_some();
     let finalizing = resource.finalizers().iter().any(|f| f == FINALIZER);
-    ((!deleting || finalizing) && resource.spec.validate().is_ok()).then(|| Claim::of(resource))
+    (permitted && (!deleting || finalizing) && resource.spec.validate().is_ok()).then(|| Claim::of(resource))
 }
 
 fn entry_of(object: &Guarded, shard: Shard) -> Option<(String, Entry)> {
@@ -91,33 +117,50 @@ fn entry_of(object: &Guarded, shard: Shard) -> Option<(String, Entry)> {
         Entry {
             namespace: meta.namespace.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
-            claim: object
+            candidate: object
                 .0
                 .as_ref()
                 .ok()
-                .and_then(claim_of)
+                .and_then(|r| claim_of(r, true))
                 .filter(|claim| shard.owns(&claim.bucket)),
+            operator_credentials: object.0.as_ref().is_ok_and(|r| r.spec.credentials.is_none()),
         },
     ))
 }
 
-impl ClaimsIndex {
-    /// An index over `sources` watch caches, complete once each has listed.
-    pub fn new(sources: usize) -> Self {
-        Self::for_shard(sources, Shard::ALL)
+/// A grant's uid and, when it is valid, what it grants.
+fn grant_of(object: &DeserializeGuard<BucketEncryptionGrant>) -> Option<(String, Option<Grant>)> {
+    match &object.0 {
+        Ok(grant) => Some((grant.metadata.uid.clone()?, Grant::of(grant).ok())),
+        Err(invalid) => Some((invalid.metadata.uid.clone()?, None)),
     }
+}
 
-    /// An index of the claims on `shard`'s buckets.
-    pub fn for_shard(sources: usize, shard: Shard) -> Self {
+impl ClaimsIndex {
+    /// An index over `sources` watch caches (and, with tenancy grants, the grants cache),
+    /// complete once each has listed.
+    pub fn new(sources: usize, tenancy: Tenancy) -> Self {
+        let grants = (tenancy == Tenancy::Grants).then(GrantSource::default);
         let inner = Inner {
+            tenancy,
             sources: (0..sources).map(|_| Source::default()).collect(),
+            grants,
             by_bucket: HashMap::new(),
+            not_permitted: HashSet::new(),
         };
+        let complete = inner.is_complete();
         Self {
             inner: Mutex::new(inner),
-            complete: watch::Sender::new(sources == 0),
-            shard,
+            complete: watch::Sender::new(complete),
+            shard: Shard::ALL,
         }
+    }
+
+    /// The same index, counting only claims on `shard`'s buckets (the others are other shards'
+    /// to decide). Set before any event is observed.
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = shard;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -147,6 +190,81 @@ impl ClaimsIndex {
     /// Whether any resource claims `bucket`.
     pub fn is_claimed(&self, bucket: &str) -> bool {
         self.lock().by_bucket.get(bucket).is_some_and(|c| !c.is_empty())
+    }
+
+    /// The owner of `bucket`, as `ownership::owner_of` has it over the index's claims.
+    pub fn owner_of(&self, bucket: &str) -> Option<Claim> {
+        let claims = self.claims_on(bucket);
+        super::ownership::owner_of(bucket, &claims).cloned()
+    }
+
+    /// Whether the grants permit `resource` (always, with tenancy open).
+    pub fn permission(&self, resource: &BucketEncryption) -> Permission {
+        self.lock().verdict(Request::of(resource))
+    }
+
+    /// Resources that would claim a bucket but are not permitted to.
+    pub fn not_permitted(&self) -> usize {
+        self.lock().not_permitted.len()
+    }
+
+    /// Takes one event of the grants cache into the index (ignored with tenancy open):
+    /// re-evaluates every resource against the new grants.
+    pub fn observe_grants(&self, event: &Event<DeserializeGuard<BucketEncryptionGrant>>) -> Changes {
+        let mut inner = self.lock();
+        let was_complete = inner.is_complete();
+        let Some(source) = inner.grants.as_mut() else {
+            return Changes::default();
+        };
+        let before = source.grants.clone();
+        match event {
+            Event::Init => source.relisting = Some(HashMap::new()),
+            Event::InitApply(object) => {
+                if let Some((uid, Some(grant))) = grant_of(object) {
+                    source
+                        .relisting
+                        .get_or_insert_with(HashMap::new)
+                        .insert(uid, grant);
+                }
+            }
+            Event::InitDone => {
+                source.grants = source.relisting.take().unwrap_or_default();
+                source.listed = true;
+            }
+            Event::Apply(object) => match grant_of(object) {
+                Some((uid, Some(grant))) => {
+                    source.grants.insert(uid, grant);
+                }
+                Some((uid, None)) => {
+                    source.grants.remove(&uid);
+                }
+                None => {}
+            },
+            Event::Delete(object) => {
+                if let Some((uid, _)) = grant_of(object) {
+                    source.grants.remove(&uid);
+                }
+            }
+        }
+        let Some(source) = inner.grants.as_ref() else {
+            return Changes::default();
+        };
+        // Before the index is complete nobody has been reconciled yet (every reconcile waits
+        // for it), so there is nobody to re-trigger: each listed resource is reconciled anyway.
+        let changes = match (source.grants == before, was_complete) {
+            (true, _) => Changes::default(),
+            (false, true) => inner.regrant(&before),
+            (false, false) => {
+                inner.regrant(&before);
+                Changes::default()
+            }
+        };
+        let complete = inner.is_complete();
+        drop(inner);
+        if complete && !self.is_complete() {
+            self.complete.send_replace(true);
+        }
+        changes
     }
 
     /// Takes one event of cache `source` into the index.
@@ -195,7 +313,7 @@ impl ClaimsIndex {
             }
         }
         let changes = inner.apply(source, updates);
-        let complete = inner.sources.iter().all(|s| s.listed);
+        let complete = inner.is_complete();
         drop(inner);
         if complete && !self.is_complete() {
             self.complete.send_replace(true);
@@ -205,46 +323,121 @@ impl ClaimsIndex {
 }
 
 impl Inner {
-    /// Applies entry updates of one source (None: the object is gone) and works out which other
-    /// claimants of the touched buckets must be reconciled.
-    fn apply(&mut self, source: usize, updates: Vec<(String, Option<Entry>)>) -> Changes {
-        let mut changes = Changes::default();
-        let mut touched: HashSet<String> = HashSet::new();
-        let mut movers: HashSet<String> = HashSet::new();
-        for (uid, entry) in updates {
-            let Some(s) = self.sources.get_mut(source) else {
-                break;
-            };
-            let old = match &entry {
-                Some(entry) => s.objects.insert(uid.clone(), entry.clone()),
-                None => s.objects.remove(&uid),
-            };
-            if entry.is_none() && old.is_some() {
-                changes.removed.push(uid.clone());
-            }
-            let old_claim = old.and_then(|e| e.claim);
-            let new_claim = entry.and_then(|e| e.claim);
-            if old_claim == new_claim {
-                continue;
-            }
-            movers.insert(uid.clone());
-            if let Some(old) = old_claim {
-                touched.insert(old.bucket.clone());
-                if let Some(claims) = self.by_bucket.get_mut(&old.bucket) {
-                    claims.remove(&uid);
-                    if claims.is_empty() {
-                        self.by_bucket.remove(&old.bucket);
-                    }
+    fn is_complete(&self) -> bool {
+        self.sources.iter().all(|s| s.listed) && self.grants.as_ref().is_none_or(|g| g.listed)
+    }
+
+    fn verdict(&self, request: Request<'_>) -> Permission {
+        grants::permit(
+            self.tenancy,
+            self.grants.iter().flat_map(|g| g.grants.values()),
+            request,
+        )
+    }
+
+    fn request(entry: &Entry) -> Option<Request<'_>> {
+        entry.candidate.as_ref().map(|c| Request {
+            namespace: &c.namespace,
+            bucket: &c.bucket,
+            operator_credentials: entry.operator_credentials,
+        })
+    }
+
+    /// The claim an entry makes under the current grants.
+    fn claim(&self, entry: &Entry) -> Option<Claim> {
+        let request = Self::request(entry)?;
+        self.verdict(request)
+            .is_permitted()
+            .then(|| entry.candidate.clone())
+            .flatten()
+    }
+
+    /// After the grants changed from `before`: moves every claim whose permission changed, and
+    /// re-triggers each resource whose verdict changed plus the other claimants of the buckets
+    /// whose claimant set changed.
+    fn regrant(&mut self, before: &HashMap<String, Grant>) -> Changes {
+        let mut moved: Vec<(usize, String, Option<Claim>, Option<Claim>)> = Vec::new();
+        let mut retrigger: Vec<(usize, String, String)> = Vec::new();
+        for (index, source) in self.sources.iter().enumerate() {
+            for (uid, entry) in &source.objects {
+                let Some(request) = Self::request(entry) else {
+                    continue;
+                };
+                let old = grants::permit(self.tenancy, before.values(), request);
+                let new = self.verdict(request);
+                if old == new {
+                    continue;
+                }
+                retrigger.push((index, entry.namespace.clone(), entry.name.clone()));
+                if old.is_permitted() != new.is_permitted() {
+                    let claim = entry.candidate.clone();
+                    let (was, now) = if new.is_permitted() {
+                        (None, claim)
+                    } else {
+                        (claim, None)
+                    };
+                    moved.push((index, uid.clone(), was, now));
                 }
             }
-            if let Some(new) = new_claim {
-                touched.insert(new.bucket.clone());
-                self.by_bucket
-                    .entry(new.bucket.clone())
-                    .or_default()
-                    .insert(uid, (source, new));
+        }
+        let mut touched: HashSet<String> = HashSet::new();
+        let mut movers: HashSet<String> = HashSet::new();
+        for (source, uid, was, now) in moved {
+            movers.insert(uid.clone());
+            self.move_claim(source, &uid, was, now, &mut touched);
+        }
+        let mut changes = Changes {
+            retrigger,
+            removed: Vec::new(),
+        };
+        self.retrigger_claimants(&touched, &movers, &mut changes);
+        changes
+    }
+
+    /// Moves one uid's claim in `by_bucket` (and the not-permitted set), noting the buckets.
+    fn move_claim(
+        &mut self,
+        source: usize,
+        uid: &str,
+        old: Option<Claim>,
+        new: Option<Claim>,
+        touched: &mut HashSet<String>,
+    ) {
+        if let Some(old) = old {
+            touched.insert(old.bucket.clone());
+            if let Some(claims) = self.by_bucket.get_mut(&old.bucket) {
+                claims.remove(uid);
+                if claims.is_empty() {
+                    self.by_bucket.remove(&old.bucket);
+                }
             }
         }
+        if let Some(new) = new {
+            touched.insert(new.bucket.clone());
+            self.by_bucket
+                .entry(new.bucket.clone())
+                .or_default()
+                .insert(uid.to_owned(), (source, new));
+        }
+        let blocked = self
+            .sources
+            .get(source)
+            .and_then(|s| s.objects.get(uid))
+            .is_some_and(|e| e.candidate.is_some() && self.claim(e).is_none());
+        if blocked {
+            self.not_permitted.insert(uid.to_owned());
+        } else {
+            self.not_permitted.remove(uid);
+        }
+    }
+
+    /// Adds the claimants of `touched` buckets other than `movers` to the re-triggers.
+    fn retrigger_claimants(
+        &self,
+        touched: &HashSet<String>,
+        movers: &HashSet<String>,
+        changes: &mut Changes,
+    ) {
         let mut buckets: Vec<&String> = touched.iter().collect();
         buckets.sort();
         for bucket in buckets {
@@ -256,6 +449,40 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Applies entry updates of one source (None: the object is gone) and works out which other
+    /// claimants of the touched buckets must be reconciled.
+    fn apply(&mut self, source: usize, updates: Vec<(String, Option<Entry>)>) -> Changes {
+        let mut changes = Changes::default();
+        let mut touched: HashSet<String> = HashSet::new();
+        let mut movers: HashSet<String> = HashSet::new();
+        for (uid, entry) in updates {
+            let old_claim = self
+                .sources
+                .get(source)
+                .and_then(|s| s.objects.get(&uid))
+                .and_then(|e| self.claim(e));
+            let new_claim = entry.as_ref().and_then(|e| self.claim(e));
+            let Some(s) = self.sources.get_mut(source) else {
+                break;
+            };
+            let old = match entry {
+                Some(entry) => s.objects.insert(uid.clone(), entry),
+                None => s.objects.remove(&uid),
+            };
+            if !s.objects.contains_key(&uid) && old.is_some() {
+                changes.removed.push(uid.clone());
+            }
+            if old_claim == new_claim {
+                // The not-permitted set follows the entry even when no claim moves.
+                self.move_claim(source, &uid, None, None, &mut touched);
+                continue;
+            }
+            movers.insert(uid.clone());
+            self.move_claim(source, &uid, old_claim, new_claim, &mut touched);
+        }
+        self.retrigger_claimants(&touched, &movers, &mut changes);
         changes
     }
 }
@@ -263,7 +490,6 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::core::DeserializeGuard;
     use serde_json::json;
 
     fn object(name: &str, uid: &str, bucket: &str, created: &str, extra: serde_json::Value) -> Guarded {
@@ -309,7 +535,7 @@ mod tests {
             .map(|n| format!("bucket-{n}"))
             .partition(|b| shard.owns(b));
         let (mine, theirs) = (&mine[0], &theirs[0]);
-        let index = ClaimsIndex::for_shard(1, shard);
+        let index = ClaimsIndex::new(1, Tenancy::Open).with_shard(shard);
         listed(
             &index,
             0,
@@ -328,7 +554,7 @@ mod tests {
 
     #[test]
     fn complete_only_once_every_cache_has_listed() {
-        let index = ClaimsIndex::new(2);
+        let index = ClaimsIndex::new(2, Tenancy::Open);
         assert!(!index.is_complete());
         listed(&index, 0, &[object("a", "u1", "bkt", T1, json!({}))]);
         assert!(!index.is_complete(), "one of two caches listed");
@@ -339,12 +565,15 @@ mod tests {
         );
         listed(&index, 1, &[]);
         assert!(index.is_complete());
-        assert!(ClaimsIndex::new(0).is_complete(), "nothing to wait for");
+        assert!(
+            ClaimsIndex::new(0, Tenancy::Open).is_complete(),
+            "nothing to wait for"
+        );
     }
 
     #[test]
     fn a_first_list_triggers_nobody_twice() {
-        let index = ClaimsIndex::new(1);
+        let index = ClaimsIndex::new(1, Tenancy::Open);
         let changes = listed(
             &index,
             0,
@@ -363,7 +592,7 @@ mod tests {
 
     #[test]
     fn a_newcomer_retriggers_the_other_claimants_of_its_bucket_only() {
-        let index = ClaimsIndex::new(1);
+        let index = ClaimsIndex::new(1, Tenancy::Open);
         listed(
             &index,
             0,
@@ -384,7 +613,7 @@ mod tests {
 
     #[test]
     fn a_relist_that_hid_a_delete_retriggers_the_heir_and_drops_the_uid() {
-        let index = ClaimsIndex::new(1);
+        let index = ClaimsIndex::new(1, Tenancy::Open);
         listed(
             &index,
             0,
@@ -401,7 +630,7 @@ mod tests {
 
     #[test]
     fn a_delete_event_retriggers_the_heir() {
-        let index = ClaimsIndex::new(1);
+        let index = ClaimsIndex::new(1, Tenancy::Open);
         let elder = object("elder", "u1", "bkt", T1, json!({}));
         listed(
             &index,
@@ -417,7 +646,7 @@ mod tests {
     fn who_claims() {
         let deleting = json!({"metadata": {"deletionTimestamp": T2}});
         let finalizing = json!({"metadata": {"deletionTimestamp": T2, "finalizers": [FINALIZER]}});
-        let index = ClaimsIndex::new(1);
+        let index = ClaimsIndex::new(1, Tenancy::Open);
         listed(
             &index,
             0,
@@ -435,7 +664,7 @@ mod tests {
 
     #[test]
     fn losing_the_finalizer_while_deleting_retriggers_the_rest() {
-        let index = ClaimsIndex::new(1);
+        let index = ClaimsIndex::new(1, Tenancy::Open);
         let finalizing = json!({"metadata": {"deletionTimestamp": T2, "finalizers": [FINALIZER]}});
         listed(
             &index,
@@ -449,5 +678,104 @@ mod tests {
         let changes = index.observe(0, &Event::Apply(object("elder", "u1", "bkt", T1, released)));
         assert_eq!(changes.retrigger, vec![(0, "ns".into(), "heir".into())]);
         assert!(changes.removed.is_empty(), "still in the cache");
+    }
+
+    fn grant(uid: &str, namespaces: &[&str], buckets: &[&str]) -> DeserializeGuard<BucketEncryptionGrant> {
+        serde_json::from_value(json!({
+            "apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryptionGrant",
+            "metadata": {"name": format!("grant-{uid}"), "uid": uid},
+            "spec": {"namespaces": namespaces, "buckets": buckets, "operatorCredentials": "Allow"}
+        }))
+        .unwrap()
+    }
+
+    fn grants_listed(index: &ClaimsIndex, grants: &[DeserializeGuard<BucketEncryptionGrant>]) -> Changes {
+        index.observe_grants(&Event::Init);
+        for g in grants {
+            index.observe_grants(&Event::InitApply(g.clone()));
+        }
+        index.observe_grants(&Event::InitDone)
+    }
+
+    #[test]
+    fn with_tenancy_grants_the_index_waits_for_the_grants_too() {
+        let index = ClaimsIndex::new(1, Tenancy::Grants);
+        listed(&index, 0, &[object("early", "u1", "bkt", T1, json!({}))]);
+        assert!(!index.is_complete(), "grants not listed yet");
+        assert!(!index.is_claimed("bkt"), "no grant known yet");
+        let changes = grants_listed(&index, &[grant("g1", &["ns"], &["bkt"])]);
+        assert!(index.is_complete());
+        assert_eq!(names(index.claims_on("bkt")), ["ns/early"]);
+        assert_eq!(
+            changes,
+            Changes::default(),
+            "nobody was reconciled before the index was complete: nobody to re-trigger"
+        );
+    }
+
+    #[test]
+    fn an_unpermitted_resource_is_no_claimant_and_a_grant_makes_it_one() {
+        let index = ClaimsIndex::new(1, Tenancy::Grants);
+        grants_listed(&index, &[grant("g1", &["other"], &["bkt"])]);
+        listed(
+            &index,
+            0,
+            &[
+                object("stranger", "u1", "bkt", T1, json!({})),
+                object("permitted", "u2", "elsewhere", T1, json!({})),
+            ],
+        );
+        assert!(!index.is_claimed("bkt"), "namespace ns has no grant for bkt");
+        assert_eq!(index.not_permitted(), 2);
+        // A grant for ns on bucket `bkt`: the stranger becomes a claimant and is re-triggered.
+        let changes = index.observe_grants(&Event::Apply(grant("g2", &["ns"], &["bk?"])));
+        assert_eq!(changes.retrigger, vec![(0, "ns".into(), "stranger".into())]);
+        assert_eq!(names(index.claims_on("bkt")), ["ns/stranger"]);
+        assert_eq!(index.not_permitted(), 1);
+        // An unchanged grant re-evaluates nothing.
+        let same = index.observe_grants(&Event::Apply(grant("g2", &["ns"], &["bk?"])));
+        assert_eq!(same, Changes::default());
+        // Widening it to `*` brings in the other one; the stranger's verdict is unchanged.
+        let changes = index.observe_grants(&Event::Apply(grant("g2", &["ns"], &["*"])));
+        assert_eq!(changes.retrigger, vec![(0, "ns".into(), "permitted".into())]);
+        assert_eq!(index.not_permitted(), 0);
+    }
+
+    #[test]
+    fn revoking_a_grant_retriggers_the_revoked_and_the_heir() {
+        let index = ClaimsIndex::new(1, Tenancy::Grants);
+        let g = grant("g1", &["ns"], &["bkt"]);
+        grants_listed(&index, std::slice::from_ref(&g));
+        listed(
+            &index,
+            0,
+            &[
+                object("elder", "u1", "bkt", T1, json!({})),
+                object(
+                    "heir",
+                    "u2",
+                    "bkt",
+                    T2,
+                    json!({"credentials": {"secretRef": {"name": "s"}}}),
+                ),
+            ],
+        );
+        assert_eq!(names(index.claims_on("bkt")), ["ns/elder", "ns/heir"]);
+        // The grant is narrowed to Deny: the elder relies on the operator's credentials and
+        // stops being a claimant; the heir (own Secret) stays and is told.
+        let mut denied = g.clone();
+        if let Ok(grant) = denied.0.as_mut() {
+            grant.spec.operator_credentials = crate::api::grant::OperatorCredentials::Deny;
+        }
+        let changes = index.observe_grants(&Event::Apply(denied.clone()));
+        assert_eq!(
+            changes.retrigger,
+            vec![(0, "ns".into(), "elder".into()), (0, "ns".into(), "heir".into())]
+        );
+        assert_eq!(names(index.claims_on("bkt")), ["ns/heir"]);
+        let changes = index.observe_grants(&Event::Delete(denied));
+        assert_eq!(changes.retrigger.len(), 2, "both verdicts changed: {changes:?}");
+        assert!(!index.is_claimed("bkt"));
+        assert_eq!(index.not_permitted(), 2);
     }
 }

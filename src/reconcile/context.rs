@@ -1,6 +1,7 @@
 //! What every reconcile shares: clients, recorder, metrics, settings, the caches, the claims
 //! index and the per-object failure counts. The bottom floor of `reconcile/`: of its siblings it
-//! imports only the claims index (which imports only `ownership` and `shard`) and `shard`.
+//! imports only the claims index (which imports only `ownership`, `grants` and `shard`),
+//! `grants` and `shard`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use kube::runtime::reflector::Store;
 use tokio::sync::Semaphore;
 
 use super::claims::ClaimsIndex;
+use super::grants::Tenancy;
 use super::shard::Shard;
 use crate::api::BucketEncryption;
 use crate::kms::KeyChecker;
@@ -50,6 +52,8 @@ pub struct Settings {
     /// The Lease that makes exactly one instance run policies (with leader election); `None`
     /// without leader election, when policies run on shard 0.
     pub policy_election: Option<crate::leader::Election>,
+    /// Whether a resource needs a BucketEncryptionGrant (`--tenancy`, DESIGN.md 3.5).
+    pub tenancy: Tenancy,
 }
 
 impl Settings {
@@ -74,6 +78,7 @@ impl Default for Settings {
             policy_secret_namespace: "default".into(),
             shard: Shard::ALL,
             policy_election: None,
+            tenancy: Tenancy::Open,
         }
     }
 }
@@ -109,7 +114,7 @@ impl Context {
         stores: Vec<Store<Guarded>>,
     ) -> Self {
         let permits = Semaphore::new(usize::from(settings.concurrency.max(1)));
-        let claims = Arc::new(ClaimsIndex::for_shard(stores.len(), settings.shard));
+        let claims = Arc::new(ClaimsIndex::new(stores.len(), settings.tenancy).with_shard(settings.shard));
         Self {
             client,
             oss,

@@ -22,6 +22,10 @@ pub enum Error {
     /// Another resource owns the bucket.
     #[error("BucketEncryption {owner} already manages bucket {bucket}; this one is left untouched")]
     Conflict { owner: String, bucket: String },
+    /// No BucketEncryptionGrant permits this resource (tenancy grants): no OSS request, no
+    /// finalizer, not a claimant; a grant change re-triggers it.
+    #[error("{0}; nothing is written and the bucket's rule is left as it is")]
+    NotPermitted(String),
     /// An OSS call failed.
     #[error("{0}")]
     Oss(Box<OssError>),
@@ -68,6 +72,7 @@ impl Error {
             Self::CredentialsNotFound(_) => (Reason::CredentialsNotFound, Credentials),
             Self::EndpointNotAllowed(_) => (Reason::EndpointNotAllowed, Terminal),
             Self::Conflict { .. } => (Reason::Conflict, Terminal),
+            Self::NotPermitted(_) => (Reason::NotPermitted, AwaitChange),
             Self::Kube { source, .. } => (Reason::KubernetesError, kube_retry(source)),
             Self::ClaimsIncomplete => (Reason::KubernetesError, Transient),
             Self::Oss(error) => oss_row(error),
@@ -95,6 +100,7 @@ impl Error {
             Self::CredentialsNotFound(_) => "credentials_not_found",
             Self::EndpointNotAllowed(_) => "endpoint_not_allowed",
             Self::Conflict { .. } => "conflict",
+            Self::NotPermitted(_) => "not_permitted",
             Self::Oss(_) => "oss",
             Self::KeyCheckFailed(_) => "key_check_failed",
             Self::Kube { .. } => "kube",
@@ -345,6 +351,12 @@ mod tests {
                 Reason::Conflict,
                 false,
                 Terminal,
+            ),
+            (
+                Error::NotPermitted("namespace a may not claim bucket b".into()),
+                Reason::NotPermitted,
+                false,
+                AwaitChange,
             ),
         ];
         for (error, reason, keeps_ready, retry) in rows {

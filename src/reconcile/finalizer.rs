@@ -210,6 +210,26 @@ pub async fn finalize(
     Ok(Action::await_change())
 }
 
+/// Deletion of a resource no grant permits (tenancy grants): it may not touch OSS, so a rule
+/// removal it asked for is not done; the rule is retained, a Warning says why, and the
+/// finalizer (left over from before the grant was revoked) is released.
+pub async fn finalize_not_permitted(
+    resource: &BucketEncryption,
+    ctx: &Context,
+    why: &str,
+) -> Result<Action, Error> {
+    if !holds(resource.meta()) {
+        return Ok(Action::await_change());
+    }
+    if decide(resource, resource.spec.validate(), Ok(()), None) != Cleanup::Release {
+        let reference = resource.object_ref(&());
+        let note = retained(&format!("it is not permitted: {why}"));
+        publish(ctx, &reference, &[event(EventType::Warning, RETAINED, note)]).await;
+    }
+    set_finalizers(ctx, resource.meta(), others(resource.meta())).await?;
+    Ok(Action::await_change())
+}
+
 fn retained(why: &str) -> String {
     format!("deletionPolicy Delete: the bucket's encryption rule is retained because {why}")
 }

@@ -8,6 +8,8 @@ pub mod connect;
 pub mod context;
 pub mod error;
 pub mod finalizer;
+pub mod grant_controller;
+pub mod grants;
 pub mod ownership;
 pub mod plan;
 pub mod policy;
@@ -210,6 +212,9 @@ pub async fn run(
                         synced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     let changes = events_ctx.claims.observe(source, event);
+                    events_ctx
+                        .metrics
+                        .set_not_permitted(events_ctx.claims.not_permitted());
                     for uid in &changes.removed {
                         events_ctx.forget_failures(uid);
                     }
@@ -263,6 +268,13 @@ pub async fn run(
                 .boxed()
         })
         .collect();
+    if ctx.settings.tenancy == grants::Tenancy::Grants {
+        let mut stopped = stopped.clone();
+        let stop = async move {
+            let _ = stopped.wait_for(Option::is_some).await;
+        };
+        runs.push(grant_controller::run(ctx.clone(), senders, stop).boxed());
+    }
     if let Some(client) = policy_client {
         runs.push(policies(client, ctx.clone(), stopped.clone()).boxed());
     }
@@ -340,8 +352,9 @@ async fn policies(
 }
 
 /// The claims index policies read: this instance's own when its caches hold every resource of
-/// the cluster, else one of their own, fed by a cluster-wide watch of BucketEncryptions (the
-/// events feed the index and are dropped: no second cache). The future feeds it forever.
+/// the cluster, else one of their own, fed by a cluster-wide watch of BucketEncryptions (and,
+/// with tenancy grants, of the grants: an unpermitted resource claims nothing). The events feed
+/// the index and are dropped: no second cache. The future feeds it forever.
 fn cluster_claims(
     client: &kube::Client,
     ctx: &Context,
@@ -352,8 +365,8 @@ fn cluster_claims(
     if ctx.settings.sees_every_resource() {
         return (ctx.claims.clone(), None);
     }
-    let index = Arc::new(claims::ClaimsIndex::new(1));
-    let feed = {
+    let index = Arc::new(claims::ClaimsIndex::new(1, ctx.settings.tenancy));
+    let resources = {
         let index = index.clone();
         watcher(
             Api::<Guarded>::all(client.clone()),
@@ -366,7 +379,23 @@ fn cluster_claims(
             }
             std::future::ready(())
         })
-        .boxed()
+    };
+    let feed = if ctx.settings.tenancy == grants::Tenancy::Grants {
+        let index = index.clone();
+        let grants = watcher(
+            Api::<grant_controller::GuardedGrant>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .for_each(move |event| {
+            if let Ok(event) = event {
+                index.observe_grants(&event);
+            }
+            std::future::ready(())
+        });
+        futures_util::future::join(resources, grants).map(|_| ()).boxed()
+    } else {
+        resources.boxed()
     };
     (index, Some(feed))
 }

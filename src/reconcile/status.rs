@@ -24,6 +24,7 @@ pub enum Reason {
     BucketNotFound,
     EndpointNotAllowed,
     Conflict,
+    NotPermitted,
     Throttled,
     OssError,
     Deleting,
@@ -36,7 +37,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, so a stored condition can be read back.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Self::InSync,
         Self::Applied,
         Self::Drifted,
@@ -46,6 +47,7 @@ impl Reason {
         Self::BucketNotFound,
         Self::EndpointNotAllowed,
         Self::Conflict,
+        Self::NotPermitted,
         Self::Throttled,
         Self::OssError,
         Self::Deleting,
@@ -72,6 +74,7 @@ impl Reason {
             Self::BucketNotFound => "BucketNotFound",
             Self::EndpointNotAllowed => "EndpointNotAllowed",
             Self::Conflict => "Conflict",
+            Self::NotPermitted => "NotPermitted",
             Self::Throttled => "Throttled",
             Self::OssError => "OssError",
             Self::Deleting => "Deleting",

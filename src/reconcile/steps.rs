@@ -1,5 +1,5 @@
 //! One reconcile as named steps:
-//! validate → ownership → finalizer → resolve → observe → plan → pre-flight → apply → report →
+//! validate → permission → ownership → finalizer → resolve → observe → plan → pre-flight → apply → report →
 //! requeue.
 //! Deletion goes to the finalizer; an object that cannot be deserialised is reported (or, when
 //! deleted, released). Decisions are pure functions beside this file; this file sequences them.
@@ -16,6 +16,7 @@ use super::connect;
 use super::context::{Context, Guarded};
 use super::error::{Error, Retry};
 use super::finalizer;
+use super::grants::Permission;
 use super::ownership::{Claim, owner_of};
 use super::plan::{self, Action as OssAction, Downgrades, Plan};
 use super::preflight::{self, Held};
@@ -68,6 +69,9 @@ async fn reconcile_object(object: &Guarded, ctx: &Context) -> Result<Action, Err
         Err(invalid) => return report_unreadable(invalid, ctx).await,
     };
     if resource.meta().deletion_timestamp.is_some() {
+        if let Permission::NotPermitted(why) = ctx.claims.permission(resource) {
+            return finalizer::finalize_not_permitted(resource, ctx, &why).await;
+        }
         return finalizer::finalize(resource, ctx, ownership(resource, ctx)).await;
     }
     match sync(resource, ctx).await {
@@ -86,9 +90,10 @@ struct Outcome {
     requeue: std::time::Duration,
 }
 
-/// validate → ownership → finalizer → resolve → observe → plan → apply.
+/// validate → permission → ownership → finalizer → resolve → observe → plan → apply.
 async fn sync(resource: &BucketEncryption, ctx: &Context) -> Result<Outcome, Error> {
     let desired = validate(resource)?;
+    permission(resource, ctx).await?;
     let owned = ownership(resource, ctx);
     // A non-owner never carries the finalizer (so deleting it can never remove the rule).
     finalizer::ensure(resource, ctx, finalizer::wanted(resource, owned.is_ok())).await?;
@@ -146,6 +151,18 @@ fn validate(resource: &BucketEncryption) -> Result<DesiredState, Error> {
         .spec
         .validate()
         .map_err(|e| Error::InvalidSpec(e.to_string()))
+}
+
+/// With tenancy grants: a resource no grant permits makes no OSS request and never carries the
+/// finalizer (one left from before a revocation is released; that never removes the rule).
+async fn permission(resource: &BucketEncryption, ctx: &Context) -> Result<(), Error> {
+    match ctx.claims.permission(resource) {
+        Permission::Permitted => Ok(()),
+        Permission::NotPermitted(why) => {
+            finalizer::ensure(resource, ctx, false).await?;
+            Err(Error::NotPermitted(why))
+        }
+    }
 }
 
 /// `Ok` when this resource owns its bucket, else `Err(owner)` naming the owner, as the claims

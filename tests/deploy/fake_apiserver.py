@@ -32,6 +32,7 @@ RESOURCES = [
     ("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor", True),
     ("oss.encryption.dev", "v1alpha1", "bucketencryptions", "BucketEncryption", True),
     ("oss.encryption.dev", "v1alpha1", "bucketencryptionpolicies", "BucketEncryptionPolicy", False),
+    ("oss.encryption.dev", "v1alpha1", "bucketencryptiongrants", "BucketEncryptionGrant", False),
 ]
 
 

@@ -56,6 +56,15 @@ COMBINATIONS = {
     "three namespaced shards without leader election": {
         "shards": 3, "replicas": 1, "leaderElection": {"enabled": False}, "namespaces": ["team-a"],
     },
+    "tenancy grants with grants": {"tenancy": "grants", "allowOperatorCredentials": False, "grants": [
+        {"name": "team-payments", "namespaces": ["payments", "payments-staging"],
+         "buckets": ["payments-*", "audit-logs-payments"]},
+        {"name": "team-web", "namespaces": ["web"], "buckets": ["web-?-assets"], "operatorCredentials": "Allow"},
+    ]},
+    "grants before switching tenancy": {"grants": [
+        {"name": "team-payments", "namespaces": ["payments"], "buckets": ["payments-*"]}]},
+    "namespaced tenancy grants": {"namespaces": ["payments"], "tenancy": "grants",
+                                  "grants": [{"name": "payments", "namespaces": ["payments"], "buckets": ["*"]}]},
 }
 
 
@@ -71,7 +80,9 @@ def test_every_documented_combination_is_valid_for_kubernetes_1_30_to_1_37(name)
     assert KUBERNETES_VERSIONS[0] == "1.30.0" and KUBERNETES_VERSIONS[-1] == "1.37.0"
     objects = rendered(name).objects
     unknown = validate(objects)
-    assert set(unknown) <= {"ServiceMonitor"}, unknown
+    assert set(unknown) <= {"ServiceMonitor", "BucketEncryptionGrant"}, unknown
+    for grant in [o for o in objects if o["kind"] == "BucketEncryptionGrant"]:
+        assert_valid_grant(grant)
 
 
 @pytest.mark.parametrize("name", COMBINATIONS)
@@ -99,7 +110,7 @@ def test_defaults_render_the_operator_with_leader_election_and_a_pdb():
     chart = render()
     kinds = sorted(o["kind"] for o in chart.objects)
     assert kinds == sorted([
-        "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
+        "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
         "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
     ])
     assert chart.deployment()["spec"]["replicas"] == 2
@@ -198,6 +209,67 @@ def test_watching_namespaces_grants_secrets_only_there():
     assert rules_by_resource(roles[(NAMESPACE, f"{FULLNAME}-policies")]) == {"secrets": ["get"]}
     assert rules_by_resource(roles[("default", f"{FULLNAME}-policies")]) == {"events": ["create", "patch"]}
     assert "--namespace=team-a" in chart.args() and "--namespace=team-b" in chart.args()
+
+
+GRANT_RULES = {
+    "bucketencryptiongrants": ["get", "list", "watch"],
+    "bucketencryptiongrants/status": ["patch"],
+}
+
+
+def assert_valid_grant(grant):
+    """A rendered grant against the grant CRD's schema (kubernetes-validate knows no CRDs)."""
+    import re
+
+    import yaml
+
+    crd = yaml.safe_load((CHART / "crds" / "bucketencryptiongrant.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert grant["apiVersion"] == "oss.encryption.dev/v1alpha1"
+    assert set(grant["spec"]) <= set(schema["properties"]), grant["spec"]
+    for field in schema["required"]:
+        values = grant["spec"][field]
+        items = schema["properties"][field]
+        assert len(values) >= items["minItems"], (field, values)
+        for value in values:
+            assert isinstance(value, str) and re.fullmatch(items["items"]["pattern"], value), (field, value)
+    assert grant["spec"]["operatorCredentials"] in schema["properties"]["operatorCredentials"]["enum"]
+
+
+def test_tenancy_grants_renders_the_grants_the_flag_and_their_rbac():
+    chart = rendered("tenancy grants with grants")
+    assert "--tenancy=grants" in chart.args() and "--allow-operator-credentials=false" in chart.args()
+    grants = {g["metadata"]["name"]: g["spec"] for g in chart.of_kind("BucketEncryptionGrant")}
+    assert grants == {
+        "team-payments": {"namespaces": ["payments", "payments-staging"],
+                          "buckets": ["payments-*", "audit-logs-payments"], "operatorCredentials": "Deny"},
+        "team-web": {"namespaces": ["web"], "buckets": ["web-?-assets"], "operatorCredentials": "Allow"},
+    }, "operatorCredentials defaults to Deny"
+    rules = rules_by_resource(chart.one("ClusterRole"))
+    assert {r: rules[r] for r in GRANT_RULES} == GRANT_RULES
+
+
+def test_grants_render_before_the_switch_and_open_tenancy_needs_no_grant_rbac():
+    chart = rendered("grants before switching tenancy")
+    assert "--tenancy=open" in chart.args()
+    assert [g["metadata"]["name"] for g in chart.of_kind("BucketEncryptionGrant")] == ["team-payments"]
+    assert not set(GRANT_RULES) & set(rules_by_resource(chart.one("ClusterRole")))
+    assert not rendered("defaults").of_kind("BucketEncryptionGrant")
+
+
+def test_namespaced_tenancy_grants_reads_grants_cluster_wide():
+    chart = rendered("namespaced tenancy grants")
+    rules = rules_by_resource(chart.one("ClusterRole"))
+    assert {r: rules[r] for r in GRANT_RULES} == GRANT_RULES, "grants are cluster-scoped"
+    assert "bucketencryptions" not in rules
+
+
+def test_grant_values_outside_the_schema_fail_the_install():
+    good = {"name": "g", "namespaces": ["payments"], "buckets": ["payments-*"]}
+    assert "tenancy" in render_error({"tenancy": "closed"})
+    for bad in ({**good, "namespaces": []}, {**good, "buckets": ["-payments"]}, {**good, "buckets": ["Pay*"]},
+                {**good, "operatorCredentials": "Yes"}, {"name": "g", "buckets": ["x"]}, {**good, "typo": 1}):
+        assert "grants" in render_error({"grants": [bad]}), bad
 
 
 def assert_reads_only_its_crd(cluster_role):

@@ -1,5 +1,5 @@
 """The chart's RBAC against what the operator really does: tests/deploy.rs runs the operator
-binary (namespaced, with policies and leader election) against the API test server, which
+binary (namespaced, with policies, leader election and `--tenancy grants`) against the API test server, which
 records every call it makes, and writes them to target/observed-api-access/namespaced-run.json
 (`cargo nextest run` before this; scripts/deploy-check runs that test itself)."""
 import json
@@ -59,7 +59,8 @@ def service_account(chart):
 @pytest.mark.parametrize("mode", ["cluster-wide", "namespaced"])
 def test_the_chart_allows_every_call_the_operator_made(observed, mode):
     watched = sorted({row["watchedNamespace"] for row in observed})
-    chart = render({"namespaces": watched} if mode == "namespaced" else {})
+    tenancy = {"tenancy": "grants"}
+    chart = render({"namespaces": watched, **tenancy} if mode == "namespaced" else tenancy)
     bound = grants(chart, service_account(chart))
     denied = [row for row in observed
               if not allowed(bound, row["group"], row["namespace"], row["resource"], row["verb"])]

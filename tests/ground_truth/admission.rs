@@ -8,8 +8,12 @@ use crate::target::{Record, Target, assert_agree, crd_resource, run_id};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The project's CRDs under admission (adding the grant CRD is one more line).
-pub const CRDS: &[&str] = &["bucketencryption.yaml", "bucketencryptionpolicy.yaml"];
+/// The project's CRDs under admission.
+pub const CRDS: &[&str] = &[
+    "bucketencryption.yaml",
+    "bucketencryptionpolicy.yaml",
+    "bucketencryptiongrant.yaml",
+];
 
 pub fn crd(file: &str) -> Value {
     let text = std::fs::read_to_string(format!("{ROOT}/crds/{file}")).unwrap();
@@ -248,8 +252,39 @@ async fn project_cases(target: &Target) -> Record {
         .unwrap();
         record.push(format!("policy {spec}"), &policies.create(&post, &policy).await);
     }
+
+    // The grant CRD: non-empty lists, glob syntax, the operatorCredentials enum and default.
+    let grants: kube::Api<DynamicObject> = kube::Api::all_with(
+        target.client.clone(),
+        &ApiResource::erase::<oss_encryption_operator::api::grant::BucketEncryptionGrant>(&()),
+    );
+    for (i, spec) in GRANT_CASES.iter().map(|c| c()).enumerate() {
+        let grant = serde_json::from_value(json!({
+            "apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryptionGrant",
+            "metadata": {"name": format!("{}-grant-{i}", run_id())}, "spec": spec,
+        }))
+        .unwrap();
+        record.push(format!("grant {spec}"), &grants.create(&post, &grant).await);
+    }
     record
 }
+
+/// The grant specs of `tests/admission.rs` (`the_grant_crd_refuses_what_grants_nothing`).
+const GRANT_CASES: &[fn() -> Value] = &[
+    || json!({"namespaces": ["payments"], "buckets": ["payments-*", "audit-logs-payments", "b?t"]}),
+    || json!({"namespaces": ["payments"], "buckets": ["*"], "operatorCredentials": "Allow"}),
+    || json!({"namespaces": [], "buckets": ["payments-*"]}),
+    || json!({"namespaces": ["payments"], "buckets": []}),
+    || json!({"buckets": ["payments-*"]}),
+    || json!({"namespaces": ["payments"]}),
+    || json!({"namespaces": ["Payments"], "buckets": ["payments-*"]}),
+    || json!({"namespaces": ["payments"], "buckets": ["Payments-*"]}),
+    || json!({"namespaces": ["payments"], "buckets": ["-payments"]}),
+    || json!({"namespaces": ["payments"], "buckets": ["payments_[0-9]"]}),
+    || json!({"namespaces": ["payments"], "buckets": [""]}),
+    || json!({"namespaces": ["payments"], "buckets": ["a".repeat(64)]}),
+    || json!({"namespaces": ["payments"], "buckets": ["payments-*"], "operatorCredentials": "Maybe"}),
+];
 
 /// A refused CRD: the code, reason and fields of the causes; the CEL compiler's own words
 /// after "compilation failed" differ between cel-go and the test server's CEL library.

@@ -72,6 +72,13 @@ impl Harness {
         kube.register_crd(
             &serde_json::to_value(<BucketEncryptionPolicy as kube::CustomResourceExt>::crd()).unwrap(),
         );
+        kube.register_crd(
+            &serde_json::to_value(
+                <oss_encryption_operator::api::grant::BucketEncryptionGrant as kube::CustomResourceExt>::crd(
+                ),
+            )
+            .unwrap(),
+        );
         let oss = TestOss::start(buckets).await;
         let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(kube.client(), NAMESPACE);
         let secret = serde_json::from_value(json!({

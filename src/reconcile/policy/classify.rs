@@ -5,7 +5,8 @@
 use std::cmp::Ordering;
 
 use crate::api::policy::{
-    BucketCounts, BucketEncryptionPolicy, NON_COMPLIANT_LISTED, NonCompliantBucket, PolicyDesired,
+    BucketCounts, BucketEncryptionPolicy, ManagedByResource, NON_COMPLIANT_LISTED, NonCompliantBucket,
+    PolicyDesired,
 };
 use crate::oss::EncryptionRule;
 use crate::oss::list::BucketSummary;
@@ -163,6 +164,18 @@ pub fn tally<'a>(
     (counts, listed)
 }
 
+/// The buckets resources exempt: `(bucket, owning resource)` sorted by bucket (then resource),
+/// at most 50, as the status lists them.
+pub fn exemptions(owned: impl IntoIterator<Item = (String, String)>) -> Vec<ManagedByResource> {
+    let mut listed: Vec<ManagedByResource> = owned
+        .into_iter()
+        .map(|(bucket, resource)| ManagedByResource { bucket, resource })
+        .collect();
+    listed.sort_by(|a, b| (&a.bucket, &a.resource).cmp(&(&b.bucket, &b.resource)));
+    listed.truncate(NON_COMPLIANT_LISTED);
+    listed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +322,17 @@ mod tests {
         assert_eq!(listed.len(), 50);
         assert_eq!(listed[0].bucket, "b-00");
         assert!(listed.windows(2).all(|w| w[0].bucket < w[1].bucket));
+    }
+
+    #[test]
+    fn exemptions_are_sorted_by_bucket_and_capped_at_fifty() {
+        let owned = (0..60).rev().map(|i| (format!("b-{i:02}"), format!("ns/r{i}")));
+        let listed = exemptions(owned);
+        assert_eq!(listed.len(), 50);
+        assert_eq!(
+            (listed[0].bucket.as_str(), listed[0].resource.as_str()),
+            ("b-00", "ns/r0")
+        );
+        assert_eq!(listed[49].bucket, "b-49");
     }
 }

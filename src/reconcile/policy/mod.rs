@@ -217,6 +217,13 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
         })
         .collect();
     let (counts, listed) = classify::tally(decided.iter().map(|(b, o)| (b, o)));
+    let exempted = classify::exemptions(decided.iter().filter_map(|(b, o)| {
+        let owner = pctx
+            .claims
+            .owner_of(&b.name)
+            .filter(|_| *o == Outcome::ManagedByResource)?;
+        Some((b.name.clone(), owner.resource()))
+    }));
 
     let previous: HashSet<&str> = policy
         .status
@@ -288,6 +295,7 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
     status.observed_generation = generation;
     status.buckets = counts.clone();
     status.non_compliant = listed;
+    status.managed_by_resource = exempted;
     status.last_sync_time = Some(now);
     let requeue = schedule::jittered(
         desired.resync_interval.unwrap_or(ctx.settings.resync_interval),

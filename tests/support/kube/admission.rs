@@ -226,7 +226,9 @@ impl Validator {
                 });
             }
         }
-        if causes.iter().any(|c| BLOCKING.contains(&c.reason)) {
+        // As apiextensions: the blocking check belongs to the CEL validator, which exists only
+        // when the schema has rules at all.
+        if !self.rules.is_empty() && causes.iter().any(|c| BLOCKING.contains(&c.reason)) {
             causes.push(Cause {
                 reason: "FieldValueInvalid",
                 message: NOT_CHECKED.into(),
@@ -660,6 +662,8 @@ fn validate(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>) 
         });
     }
     if let Some(text) = value.as_str() {
+        // As go-openapi's string validator: maxLength, minLength, pattern, stopping at the
+        // first that fails.
         if let Some(max) = schema["maxLength"].as_u64()
             && text.chars().count() as u64 > max
         {
@@ -668,16 +672,14 @@ fn validate(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>) 
                 message: format!("Too long: may not be more than {max} bytes"),
                 field: path.to_owned(),
             });
-        }
-        if let Some(min) = schema["minLength"].as_u64()
+        } else if let Some(min) = schema["minLength"].as_u64()
             && (text.chars().count() as u64) < min
         {
             causes.push(invalid(format!(
                 "Invalid value: {}: {path} in body should be at least {min} chars long",
                 render(value)
             )));
-        }
-        if let Some(pattern) = schema["pattern"].as_str() {
+        } else if let Some(pattern) = schema["pattern"].as_str() {
             match regex::Regex::new(pattern) {
                 Ok(regex) if regex.is_match(text) => {}
                 Ok(_) => causes.push(invalid(format!(
@@ -737,6 +739,14 @@ fn validate(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>) 
                 message: format!("Too many: {}: must have at most {max} items", items.len()),
                 field: path.to_owned(),
             });
+        }
+        if let Some(min) = schema["minItems"].as_u64()
+            && (items.len() as u64) < min
+        {
+            causes.push(invalid(format!(
+                "Invalid value: {}: {path} in body should have at least {min} items",
+                items.len()
+            )));
         }
         if let Some(item_schema) = schema.get("items") {
             for (i, item) in items.iter().enumerate() {
