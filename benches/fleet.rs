@@ -366,17 +366,22 @@ async fn main() {
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
 
-    // The floor: the same reads and writes from a bare loop with the same client settings
-    // (without the account cap: the cap has its own floor above).
+    // The floor: the same reads and writes from a bare loop under the operator's own limits:
+    // the same account (cap included), the same client ceiling, burst and rate mode, and the
+    // operator's concurrency. A floor measured under other limits is not a floor.
     oss.emulator
         .state()
-        .set_faults(oss_encryption_operator::emulator::Faults::default());
+        .set_faults(oss_encryption_operator::emulator::Faults {
+            qps_limit: o.cap,
+            ..Default::default()
+        });
     for i in 0..n {
         oss.emulator.state().set_rule(&bucket(i), initial(i));
     }
+    let (floor_qps, floor_burst, floor_concurrency) = floor_limits(&o);
     let mut config = ClientConfig {
-        qps: o.qps,
-        burst: o.concurrency as u32,
+        qps: floor_qps,
+        burst: floor_burst,
         retry: RetryPolicy::default(),
         ..ClientConfig::default()
     };
@@ -405,7 +410,7 @@ async fn main() {
                 }
             }
         })
-        .buffer_unordered(o.concurrency)
+        .buffer_unordered(floor_concurrency)
         .collect::<Vec<()>>()
         .await;
     let floor = floor_started.elapsed();
@@ -509,6 +514,12 @@ async fn main() {
             "0",
         );
     }
+    let (floor_qps, floor_burst, floor_concurrency) = floor_limits(&o);
+    println!(
+        "floor: a bare client loop under the operator's limits: {floor_concurrency} at once, \
+         ceiling {floor_qps}/s, burst {floor_burst}, adaptive, account cap {}",
+        o.cap.map_or("none".to_owned(), |c| format!("{c}/s"))
+    );
     println!(
         "flags: {}",
         if o.defaults {
@@ -710,4 +721,16 @@ async fn soak(
         std::fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     }
     if passed { 0 } else { 1 }
+}
+
+/// The operator's limits as run: (OSS ceiling, burst, concurrency), the defaults' with
+/// `--defaults`, else the flags passed to it.
+fn floor_limits(o: &Options) -> (f64, u32, usize) {
+    if o.defaults {
+        let client = ClientConfig::default();
+        let settings = oss_encryption_operator::reconcile::Settings::default();
+        (client.qps, client.burst, usize::from(settings.concurrency))
+    } else {
+        (o.qps, o.concurrency as u32, o.concurrency)
+    }
 }
