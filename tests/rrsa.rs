@@ -98,6 +98,29 @@ async fn concurrent_callers_share_one_refresh() {
     assert_eq!(oss.emulator.state().total("AssumeRoleWithOIDC"), 1);
 }
 
+/// Waits (generously) until STS has answered `count` exchanges.
+async fn wait_for_sts_answers(oss: &TestOss, count: u64) {
+    for _ in 0..600 {
+        if oss.emulator.state().total("AssumeRoleWithOIDC") >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("STS never answered {count} exchanges");
+}
+
+/// Asks until the provider hands out credentials other than `old` (a background refresh landed).
+async fn wait_for_new_credentials(provider: &CredentialsProvider, old: &str) -> String {
+    for _ in 0..600 {
+        let id = provider.credentials().await.unwrap().access_key_id().to_owned();
+        if id != old {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the credentials were never refreshed");
+}
+
 #[tokio::test]
 async fn credentials_near_expiry_are_refreshed_and_the_token_file_is_re_read() {
     let oss = emulator().await;
@@ -110,8 +133,8 @@ async fn credentials_near_expiry_are_refreshed_and_the_token_file_is_re_read() {
     let provider = rrsa_provider(&oss, &path);
     let first = provider.credentials().await.unwrap();
     std::fs::write(&path, TOKEN_2).unwrap(); // the kubelet rotates the projected token
-    let second = provider.credentials().await.unwrap();
-    assert_ne!(first.access_key_id(), second.access_key_id());
+    let second = wait_for_new_credentials(&provider, first.access_key_id()).await;
+    assert_ne!(first.access_key_id(), second);
     assert_eq!(
         oss.emulator.state().oidc_tokens_seen(),
         vec![TOKEN_1.to_owned(), TOKEN_2.to_owned()]
@@ -119,10 +142,87 @@ async fn credentials_near_expiry_are_refreshed_and_the_token_file_is_re_read() {
 
     // Long-lived ones are cached.
     oss.emulator.state().set_sts_duration_override(None);
-    let third = provider.credentials().await.unwrap();
+    let third = wait_for_new_credentials(&provider, &second).await;
+    wait_for_sts_answers(&oss, 3).await;
     let fourth = provider.credentials().await.unwrap();
-    assert_eq!(third.access_key_id(), fourth.access_key_id());
+    let fifth = provider.credentials().await.unwrap();
+    assert_eq!(fourth.access_key_id(), fifth.access_key_id());
+    assert_eq!(third, fourth.access_key_id());
     assert_eq!(oss.emulator.state().total("AssumeRoleWithOIDC"), 3);
+}
+
+#[tokio::test]
+async fn a_slow_sts_never_holds_up_callers_whose_credentials_are_still_valid() {
+    let oss = emulator().await;
+    // Valid for two minutes: inside the refresh margin, outside the expiry margin.
+    oss.emulator
+        .state()
+        .set_sts_duration_override(Some(Duration::from_secs(120)));
+    let dir = tempfile::tempdir().unwrap();
+    let provider = rrsa_provider(&oss, &token_file(&dir, TOKEN_1));
+    let first = provider.credentials().await.unwrap();
+    oss.emulator.state().set_faults(Faults {
+        latency_ms: 5_000,
+        ..Faults::default()
+    });
+    let callers: Vec<_> = (0..20)
+        .map(|_| {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.credentials().await.unwrap() })
+        })
+        .collect();
+    for caller in callers {
+        assert_eq!(
+            caller.await.unwrap().access_key_id(),
+            first.access_key_id(),
+            "the still-valid credentials, without waiting for STS"
+        );
+    }
+    assert_eq!(
+        oss.emulator.state().total("AssumeRoleWithOIDC"),
+        1,
+        "the refresh is still under way when every caller has its answer"
+    );
+    wait_for_sts_answers(&oss, 2).await;
+    oss.emulator.state().set_faults(Faults::default());
+    wait_for_new_credentials(&provider, first.access_key_id()).await;
+    assert!(
+        oss.emulator.state().total("AssumeRoleWithOIDC") <= 3,
+        "one refresh at a time: {:?}",
+        oss.emulator.state().counters()
+    );
+}
+
+#[tokio::test]
+async fn a_failing_sts_is_asked_once_while_the_old_credentials_still_work() {
+    let oss = emulator().await;
+    oss.emulator
+        .state()
+        .set_sts_duration_override(Some(Duration::from_secs(120)));
+    let dir = tempfile::tempdir().unwrap();
+    let path = token_file(&dir, TOKEN_1);
+    let provider = rrsa_provider(&oss, &path);
+    let first = provider.credentials().await.unwrap();
+    std::fs::write(&path, "eyJ.not-accepted.sig").unwrap(); // every refresh now fails
+    let client = oss.client();
+    let target = oss.target("rrsa-bucket");
+    for _ in 0..20 {
+        assert_eq!(
+            provider.credentials().await.unwrap().access_key_id(),
+            first.access_key_id()
+        );
+        client.get_encryption(&target, &provider).await.unwrap();
+    }
+    wait_for_sts_answers(&oss, 2).await;
+    for _ in 0..20 {
+        client.get_encryption(&target, &provider).await.unwrap();
+    }
+    assert_eq!(
+        oss.emulator.state().total("AssumeRoleWithOIDC"),
+        2,
+        "one exchange, one failed refresh, then the failure is remembered"
+    );
+    assert_eq!(oss.emulator.state().total("GetBucketEncryption"), 40);
 }
 
 #[tokio::test]

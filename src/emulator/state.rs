@@ -118,6 +118,12 @@ pub struct StsSession {
     pub expiration: Timestamp,
 }
 
+/// At most this many STS sessions are held; beyond it the soonest to expire is dropped.
+pub const MAX_STS_SESSIONS: usize = 10_000;
+
+/// At most this many entries of [`EmulatorState::oidc_tokens_seen`] are kept (the newest).
+pub const MAX_OIDC_TOKENS_SEEN: usize = 1_024;
+
 /// Counters of answered requests: by API, then by HTTP status.
 pub type Counters = BTreeMap<String, BTreeMap<u16, u64>>;
 
@@ -130,7 +136,7 @@ struct Inner {
     access_keys: HashMap<String, String>,
     sts_sessions: HashMap<String, StsSession>,
     accepted_oidc_tokens: HashSet<String>,
-    oidc_tokens_seen: Vec<String>,
+    oidc_tokens_seen: VecDeque<String>,
     counters: Counters,
     bucket_requests: HashMap<String, u64>,
     arrivals: VecDeque<Instant>,
@@ -472,15 +478,20 @@ impl EmulatorState {
     pub fn check_oidc_token(&self, token: &str) -> bool {
         let mut inner = self.lock();
         let accepted = inner.accepted_oidc_tokens.contains(token);
-        if accepted {
-            inner.oidc_tokens_seen.push(token.to_owned());
+        let seen = &mut inner.oidc_tokens_seen;
+        if accepted && seen.back().is_none_or(|last| last != token) {
+            if seen.len() >= MAX_OIDC_TOKENS_SEEN {
+                seen.pop_front();
+            }
+            seen.push_back(token.to_owned());
         }
         accepted
     }
 
-    /// Accepted OIDC tokens presented to STS, in order.
+    /// Accepted OIDC tokens presented to STS, in order, a token repeated in a row counted once
+    /// (the newest [`MAX_OIDC_TOKENS_SEEN`]).
     pub fn oidc_tokens_seen(&self) -> Vec<String> {
-        self.lock().oidc_tokens_seen.clone()
+        self.lock().oidc_tokens_seen.iter().cloned().collect()
     }
 
     /// Makes STS issue credentials with this lifetime whatever was asked.
@@ -492,8 +503,29 @@ impl EmulatorState {
         self.lock().sts_duration_override
     }
 
+    /// Holds a new STS session. When [`MAX_STS_SESSIONS`] are held, expired ones are dropped
+    /// first, then the one soonest to expire, so a flood of exchanges cannot grow the state.
     pub fn add_sts_session(&self, access_key_id: String, session: StsSession) {
-        self.lock().sts_sessions.insert(access_key_id, session);
+        let now = self.now();
+        let mut inner = self.lock();
+        let sessions = &mut inner.sts_sessions;
+        if sessions.len() >= MAX_STS_SESSIONS {
+            sessions.retain(|_, s| s.expiration > now);
+        }
+        if sessions.len() >= MAX_STS_SESSIONS
+            && let Some(soonest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.expiration)
+                .map(|(id, _)| id.clone())
+        {
+            sessions.remove(&soonest);
+        }
+        sessions.insert(access_key_id, session);
+    }
+
+    /// How many STS sessions are held.
+    pub fn sts_session_count(&self) -> usize {
+        self.lock().sts_sessions.len()
     }
 }
 
@@ -604,6 +636,57 @@ fn write_atomically(path: &Path, buckets: &BTreeMap<String, Bucket>) -> std::io:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn session(expiration: Timestamp) -> StsSession {
+        StsSession {
+            secret: "s".into(),
+            token: "t".into(),
+            expiration,
+        }
+    }
+
+    #[test]
+    fn expired_sts_sessions_are_dropped_and_live_ones_capped() {
+        let state = EmulatorState::new(None).unwrap();
+        let past = state.now().checked_sub(SignedDuration::from_secs(60)).unwrap();
+        for i in 0..MAX_STS_SESSIONS {
+            state.add_sts_session(format!("STS.old{i}"), session(past));
+        }
+        let future = state.now().checked_add(SignedDuration::from_hours(1)).unwrap();
+        state.add_sts_session("STS.live".into(), session(future));
+        assert_eq!(state.sts_session_count(), 1, "expired sessions are gone");
+        assert!(state.lookup_key("STS.live").is_some());
+
+        for i in 0..MAX_STS_SESSIONS + 500 {
+            let expiration = future.checked_add(SignedDuration::from_secs(i as i64)).unwrap();
+            state.add_sts_session(format!("STS.new{i}"), session(expiration));
+        }
+        assert_eq!(state.sts_session_count(), MAX_STS_SESSIONS);
+        let newest = format!("STS.new{}", MAX_STS_SESSIONS + 499);
+        assert!(state.lookup_key(&newest).is_some(), "the newest session is kept");
+        assert!(
+            state.lookup_key("STS.live").is_none(),
+            "the soonest to expire is evicted"
+        );
+    }
+
+    #[test]
+    fn repeated_oidc_exchanges_do_not_grow_the_seen_tokens() {
+        let state = EmulatorState::new(None).unwrap();
+        state.accept_oidc_token("a");
+        state.accept_oidc_token("b");
+        for _ in 0..10_000 {
+            assert!(state.check_oidc_token("a"));
+        }
+        assert!(state.check_oidc_token("b"));
+        assert!(state.check_oidc_token("a"));
+        assert_eq!(state.oidc_tokens_seen(), ["a", "b", "a"]);
+        for _ in 0..MAX_OIDC_TOKENS_SEEN {
+            state.check_oidc_token("a");
+            state.check_oidc_token("b");
+        }
+        assert_eq!(state.oidc_tokens_seen().len(), MAX_OIDC_TOKENS_SEEN);
+    }
 
     #[test]
     fn persisted_buckets_survive_a_restart() {

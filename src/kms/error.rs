@@ -55,6 +55,18 @@ pub struct ServiceError {
     pub request_id: String,
     /// `x-acs-retry-after` was present: the gateway asks the caller to come back later.
     pub retry_after: bool,
+    /// How long it asks to wait (the header's milliseconds), when it said.
+    pub retry_after_wait: Option<Duration>,
+}
+
+/// The longest `x-acs-retry-after` wait honoured: a gateway cannot park a caller for longer.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Reads an `x-acs-retry-after` value: milliseconds, as the Darabonba SDKs read it (their
+/// `getThrottlingTimeLeft`); zero, negative or not a number is no wait; capped at [`MAX_RETRY_AFTER`].
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let millis = value.trim().parse::<u64>().ok().filter(|ms| *ms > 0)?;
+    Some(Duration::from_millis(millis).min(MAX_RETRY_AFTER))
 }
 
 /// Codes KMS and the POP gateway use for throttling.
@@ -88,6 +100,7 @@ impl ServiceError {
                 message: parsed.message.chars().take(500).collect(),
                 request_id: parsed.request_id,
                 retry_after,
+                retry_after_wait: None,
             },
             _ => Self {
                 status,
@@ -98,6 +111,7 @@ impl ServiceError {
                 ),
                 request_id: String::new(),
                 retry_after,
+                retry_after_wait: None,
             },
         }
     }
@@ -123,6 +137,14 @@ impl KmsError {
             KmsErrorKind::Timeout(_) | KmsErrorKind::Connection(_) => Classification::Retryable,
             KmsErrorKind::Credentials(e) if e.is_transient() => Classification::Retryable,
             _ => Classification::Terminal,
+        }
+    }
+
+    /// The wait KMS asked for with `x-acs-retry-after`, when it did.
+    pub fn retry_after_wait(&self) -> Option<Duration> {
+        match &self.kind {
+            KmsErrorKind::Service(e) => e.retry_after_wait,
+            _ => None,
         }
     }
 
@@ -176,6 +198,16 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_is_milliseconds_capped_and_ignored_when_meaningless() {
+        assert_eq!(parse_retry_after(" 2000 "), Some(Duration::from_millis(2000)));
+        assert_eq!(parse_retry_after("80"), Some(Duration::from_millis(80)));
+        assert_eq!(parse_retry_after("99999999999"), Some(MAX_RETRY_AFTER));
+        for meaningless in ["0", "", "-5", "soon", "1.5"] {
+            assert_eq!(parse_retry_after(meaningless), None, "{meaningless:?}");
+        }
+    }
+
+    #[test]
     fn classification_follows_status_code_and_retry_after() {
         let class = |status, code: &str, retry_after| {
             ServiceError {
@@ -184,6 +216,7 @@ mod tests {
                 message: String::new(),
                 request_id: String::new(),
                 retry_after,
+                retry_after_wait: None,
             }
             .classification()
         };

@@ -196,7 +196,9 @@ impl KmsClient {
             if classification == Classification::Terminal || attempt >= limit {
                 return Err(error);
             }
-            tokio::time::sleep(retry.delay(attempt, classification, fastrand::f64())).await;
+            // The backoff, or longer when KMS said how long to stay away.
+            let backoff = retry.delay(attempt, classification, fastrand::f64());
+            tokio::time::sleep(backoff.max(error.retry_after_wait().unwrap_or_default())).await;
         }
     }
 
@@ -243,7 +245,11 @@ impl KmsClient {
             return Err(KmsErrorKind::Redirect { status, location });
         }
         let status = response.status().as_u16();
-        let retry_after = response.headers().contains_key("x-acs-retry-after");
+        let retry_after = response.headers().get("x-acs-retry-after");
+        let retry_after_wait = retry_after
+            .and_then(|v| v.to_str().ok())
+            .and_then(error::parse_retry_after);
+        let retry_after = retry_after.is_some();
         let server_date = response
             .headers()
             .get("date")
@@ -268,6 +274,7 @@ impl KmsClient {
         };
         if !(200..300).contains(&status) {
             let mut error = ServiceError::from_response(status, &body, retry_after);
+            error.retry_after_wait = retry_after_wait;
             if CLOCK_SKEW_CODES.contains(&error.code.as_str())
                 && let Some(server) = server_date
             {

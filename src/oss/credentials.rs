@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -119,7 +119,7 @@ impl fmt::Display for Credentials {
 }
 
 /// Why credentials could not be had. Never carries a secret.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum CredentialsError {
     #[error(
         "no OSS credentials found: set ALIBABA_CLOUD_ACCESS_KEY_ID/ALIBABA_CLOUD_ACCESS_KEY_SECRET, \
@@ -294,6 +294,14 @@ pub struct RrsaConfig {
 /// Refresh temporary credentials when less than this is left.
 pub const RRSA_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 
+/// Temporary credentials with less than this left count as expired (clock differences and
+/// requests still in flight), so a failed refresh never falls back to one about to lapse.
+pub const RRSA_EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+/// How long a failed STS exchange is remembered: meanwhile callers get the still-valid old
+/// credentials or this failure, and STS is not asked again.
+pub const RRSA_FAILURE_TTL: Duration = Duration::from_secs(10);
+
 impl RrsaConfig {
     const ROLE_ARN: &'static str = "ALIBABA_CLOUD_ROLE_ARN";
     const PROVIDER_ARN: &'static str = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN";
@@ -340,11 +348,55 @@ impl RrsaConfig {
     }
 }
 
-/// RRSA credentials with a shared cache: concurrent callers wait for one refresh.
+/// RRSA credentials with a shared cache and a single-flight refresh: callers holding still-valid
+/// credentials never wait for STS, and a failed exchange is remembered for [`RRSA_FAILURE_TTL`].
 pub struct RrsaProvider {
     config: RrsaConfig,
     http: reqwest::Client,
-    cached: Mutex<Option<Credentials>>,
+    cache: std::sync::Mutex<RrsaCache>,
+    /// Held by the one caller (or background task) talking to STS.
+    refreshing: Arc<Mutex<()>>,
+}
+
+/// What the provider remembers between calls.
+#[derive(Default)]
+struct RrsaCache {
+    credentials: Option<Credentials>,
+    failure: Option<(Instant, CredentialsError)>,
+}
+
+/// What a caller does with the cache as it finds it.
+#[derive(Debug)]
+enum CacheDecision {
+    /// Fresh credentials: use them.
+    Use(Credentials),
+    /// Still valid but due for renewal: use them and refresh in the background.
+    UseAndRefresh(Credentials),
+    /// A recent refresh failed and nothing valid is cached.
+    Fail(CredentialsError),
+    /// Nothing usable: wait for a refresh.
+    Refresh,
+}
+
+impl RrsaCache {
+    /// The decision at `now` (wall clock for expiry, monotonic `instant` for the failure TTL).
+    fn decide(&self, now: Timestamp, instant: Instant) -> CacheDecision {
+        let valid = self
+            .credentials
+            .as_ref()
+            .filter(|c| is_fresh(c, now, RRSA_EXPIRY_MARGIN));
+        let recent_failure = self
+            .failure
+            .as_ref()
+            .filter(|(at, _)| instant.saturating_duration_since(*at) < RRSA_FAILURE_TTL);
+        match (valid, recent_failure) {
+            (Some(c), _) if is_fresh(c, now, RRSA_REFRESH_MARGIN) => CacheDecision::Use(c.clone()),
+            (Some(c), Some(_)) => CacheDecision::Use(c.clone()),
+            (Some(c), None) => CacheDecision::UseAndRefresh(c.clone()),
+            (None, Some((_, error))) => CacheDecision::Fail(error.clone()),
+            (None, None) => CacheDecision::Refresh,
+        }
+    }
 }
 
 impl fmt::Debug for RrsaProvider {
@@ -398,7 +450,8 @@ impl RrsaProvider {
         Self {
             config,
             http,
-            cached: Mutex::new(None),
+            cache: std::sync::Mutex::new(RrsaCache::default()),
+            refreshing: Arc::new(Mutex::new(())),
         }
     }
 
@@ -406,26 +459,57 @@ impl RrsaProvider {
         &self.config
     }
 
-    /// Cached credentials while fresh; otherwise one caller refreshes and the others wait for it.
-    /// A failed refresh falls back to cached credentials that have not expired yet.
-    pub async fn credentials(&self) -> Result<Credentials, CredentialsError> {
-        let mut cached = self.cached.lock().await;
-        let now = Timestamp::now();
-        if let Some(credentials) = cached.as_ref().filter(|c| is_fresh(c, now, RRSA_REFRESH_MARGIN)) {
-            return Ok(credentials.clone());
-        }
-        match self.assume_role().await {
+    fn decide(&self) -> CacheDecision {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .decide(Timestamp::now(), Instant::now())
+    }
+
+    fn remember(&self, outcome: &Result<Credentials, CredentialsError>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match outcome {
             Ok(fresh) => {
-                *cached = Some(fresh.clone());
-                Ok(fresh)
+                cache.credentials = Some(fresh.clone());
+                cache.failure = None;
             }
-            Err(error) => match cached.as_ref().filter(|c| is_fresh(c, now, Duration::ZERO)) {
-                Some(still_valid) => {
-                    tracing::warn!(%error, "RRSA refresh failed; using credentials that have not expired yet");
-                    Ok(still_valid.clone())
+            Err(error) => {
+                tracing::warn!(%error, "RRSA refresh failed; STS is not asked again for {RRSA_FAILURE_TTL:?}");
+                cache.failure = Some((Instant::now(), error.clone()));
+            }
+        }
+    }
+
+    /// Credentials good for the next request. Fresh ones come from the cache; ones due for
+    /// renewal are still handed out while one background task refreshes them; with nothing valid,
+    /// callers wait for a single refresh. A failed refresh is remembered for [`RRSA_FAILURE_TTL`].
+    pub async fn credentials(self: &Arc<Self>) -> Result<Credentials, CredentialsError> {
+        match self.decide() {
+            CacheDecision::Use(credentials) => return Ok(credentials),
+            CacheDecision::Fail(error) => return Err(error),
+            CacheDecision::UseAndRefresh(credentials) => {
+                if let Ok(guard) = Arc::clone(&self.refreshing).try_lock_owned() {
+                    let provider = Arc::clone(self);
+                    tokio::spawn(async move {
+                        let outcome = provider.assume_role().await;
+                        provider.remember(&outcome);
+                        drop(guard);
+                    });
                 }
-                None => Err(error),
-            },
+                return Ok(credentials);
+            }
+            CacheDecision::Refresh => {}
+        }
+        let _guard = self.refreshing.lock().await;
+        // Whoever held the lock before may have settled it meanwhile.
+        match self.decide() {
+            CacheDecision::Use(credentials) | CacheDecision::UseAndRefresh(credentials) => Ok(credentials),
+            CacheDecision::Fail(error) => Err(error),
+            CacheDecision::Refresh => {
+                let outcome = self.assume_role().await;
+                self.remember(&outcome);
+                outcome
+            }
         }
     }
 
@@ -647,5 +731,35 @@ mod tests {
         assert!(is_fresh(&expiring(200), now, Duration::ZERO));
         assert!(!is_fresh(&expiring(-1), now, Duration::ZERO));
         assert!(is_fresh(&Credentials::new("a", "s"), now, RRSA_REFRESH_MARGIN));
+    }
+
+    #[test]
+    fn the_cache_hands_out_valid_credentials_and_remembers_failures() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let instant = Instant::now();
+        let expiring = |secs: i64| {
+            Credentials::new("a", "s")
+                .with_expiration(now.checked_add(jiff::SignedDuration::from_secs(secs)).unwrap())
+        };
+        let failure = CredentialsError::StsUnreachable {
+            endpoint: "https://sts".into(),
+            reason: "timeout".into(),
+        };
+        let cache = |secs: Option<i64>, failed_ago: Option<Duration>| RrsaCache {
+            credentials: secs.map(expiring),
+            failure: failed_ago.map(|ago| (instant - ago, failure.clone())),
+        };
+        let decide = |c: RrsaCache| format!("{:?}", c.decide(now, instant));
+        let recent = Some(Duration::from_secs(1));
+        let old = Some(RRSA_FAILURE_TTL + Duration::from_secs(1));
+        assert!(decide(cache(Some(3600), None)).starts_with("Use("));
+        assert!(decide(cache(Some(120), None)).starts_with("UseAndRefresh("));
+        assert!(decide(cache(Some(120), recent)).starts_with("Use("));
+        assert!(decide(cache(Some(120), old)).starts_with("UseAndRefresh("));
+        // Inside the expiry margin the old credentials are not handed out any more.
+        assert!(decide(cache(Some(30), None)).starts_with("Refresh"));
+        assert!(decide(cache(Some(30), recent)).starts_with("Fail("));
+        assert!(decide(cache(None, recent)).starts_with("Fail("));
+        assert!(decide(cache(None, old)).starts_with("Refresh"));
     }
 }
