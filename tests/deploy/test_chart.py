@@ -344,3 +344,15 @@ def test_aggregated_roles_let_namespace_users_view_and_edit_bucket_encryptions()
 def test_extra_args_repeating_a_chart_flag_fail_the_render(flag):
     message = render_error({"extraArgs": [flag]})
     assert "extraArgs repeats " + flag.split("=")[0] in message, message
+
+
+@pytest.mark.parametrize("interval", ["10s", "29s", "0s", "500ms"])
+def test_a_resync_interval_below_the_binarys_30s_minimum_fails_the_install(interval):
+    assert "resyncInterval" in render_error({"resyncInterval": interval})
+
+
+@pytest.mark.parametrize("interval", ["30s", "90s", "5m", "1m30s", "2h"])
+def test_a_resync_interval_the_schema_accepts_the_binary_accepts(interval):
+    args = render({"resyncInterval": interval}).args()
+    run = subprocess.run([str(BINARY), *args, "--help"], capture_output=True, text=True)
+    assert run.returncode == 0, f"{interval}: {run.stderr}"
