@@ -44,6 +44,7 @@ pub const DOWNGRADE_RULE: &str = "(has(self.allowDowngrade) && self.allowDowngra
     printcolumn = r#"{"name":"Algorithm","type":"string","jsonPath":".spec.algorithm"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
+    printcolumn = r#"{"name":"In-Sync","type":"string","jsonPath":".status.conditions[?(@.type==\"InSync\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"KMS-Key","type":"string","priority":1,"jsonPath":".spec.kmsMasterKeyId"}"#,
     printcolumn = r#"{"name":"Observed","type":"string","priority":1,"jsonPath":".status.observed.algorithm"}"#,

@@ -158,8 +158,19 @@ async fn drift_is_only_reported_in_observe_mode() {
         json!({"managementPolicy": "Observe", "deletionPolicy": "Delete"}),
     )
     .await;
-    let object = h.wait_ready("watched", "False", "Drifted").await;
-    assert!(message(&object, "Ready").contains("bucket has SM4, spec wants AES256"));
+    // Observe mode's job is to report: Ready=True/Observed, the drift is InSync's answer, and
+    // kstatus sees a finished resource (neither Reconciling nor Stalled).
+    let object = h.wait_ready("watched", "True", "Observed").await;
+    assert_eq!(
+        condition(&object, "InSync"),
+        Some(("False".into(), "Drifted".into()))
+    );
+    assert!(message(&object, "InSync").contains("bucket has SM4, spec wants AES256"));
+    assert_eq!(
+        condition(&object, "Reconciling").map(|c| c.0),
+        Some("False".into())
+    );
+    assert_eq!(condition(&object, "Stalled").map(|c| c.0), Some("False".into()));
     assert!(
         object.metadata.finalizers.unwrap_or_default().is_empty(),
         "Observe never takes a finalizer"

@@ -113,16 +113,23 @@ async fn observe_reports_exact_counts_and_writes_nothing() {
         })
         .collect();
     assert_eq!(listed, expected, "sorted by name, with region and observed rule");
-    let ready = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap();
-    assert_eq!(
-        (ready["status"].as_str(), ready["reason"].as_str()),
-        (Some("False"), Some("NonCompliant"))
-    );
+    // An Observe policy's job is to report: Ready, with the findings in Compliant=False.
+    let condition = |type_: &str| {
+        let c = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == type_)
+            .unwrap_or_else(|| panic!("no {type_} condition: {status}"));
+        (
+            c["status"].as_str().unwrap().to_owned(),
+            c["reason"].as_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(condition("Ready"), ("True".into(), "Observed".into()));
+    assert_eq!(condition("Compliant"), ("False".into(), "NonCompliant".into()));
+    assert_eq!(condition("Stalled").0, "False");
+    assert_eq!(condition("Reconciling").0, "False");
     assert_eq!(h.oss.writes(), before, "Observe never writes");
     let events = events(&h, "kms-everywhere").await;
     assert!(

@@ -114,14 +114,11 @@ async fn the_fleet_converges_under_faults_and_a_restart() {
         }
     }
 
-    // Converged: Manage objects Ready=True with the right rule; Observe ones report drift.
+    // Converged: every object Ready=True (Observe ones report their drift in InSync).
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let states = ready_states(&h).await;
-        let done = (0..OBJECTS).all(|i| {
-            let want = if observe(i) { "False" } else { "True" };
-            states[&name(i)].as_deref() == Some(want)
-        });
+        let done = (0..OBJECTS).all(|i| states[&name(i)].as_deref() == Some("True"));
         if done {
             break;
         }
@@ -147,6 +144,13 @@ async fn the_fleet_converges_under_faults_and_a_restart() {
             h.oss_rule(&name(i)),
             expected(i),
             "Observe object {} was written",
+            name(i)
+        );
+        let object = h.api.get(&name(i)).await.unwrap();
+        assert_eq!(
+            condition(&object, "InSync"),
+            Some(("False".into(), "Drifted".into())),
+            "Observe object {} reports its drift",
             name(i)
         );
     }

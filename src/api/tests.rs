@@ -157,6 +157,7 @@ fn the_crd_carries_the_contract() {
             "Algorithm",
             "Ready",
             "Synced",
+            "In-Sync",
             "Age",
             "KMS-Key",
             "Observed",

@@ -6,6 +6,11 @@
 //! changes nothing and so writes nothing: refreshing them every resync would cost one
 //! Kubernetes write per object per interval, which the operator's budget (one GET, zero writes)
 //! rules out. The Ready condition is still verified on every resync.
+//!
+//! Conditions (DESIGN section 2, 3.6): `Ready` (the job for this generation is done), `Synced`
+//! (the last reconcile completed), `InSync` (OSS holds the spec's rule; Observe mode's answer),
+//! and kstatus's `Reconciling` (a generation acted on or retried) and `Stalled` (only a change of
+//! spec or environment helps), decided by [`progress`] from the Ready verdict alone.
 
 use std::fmt;
 
@@ -17,6 +22,7 @@ use crate::oss::EncryptionRule;
 pub enum Reason {
     InSync,
     Applied,
+    Observed,
     Drifted,
     InvalidSpec,
     CredentialsNotFound,
@@ -40,6 +46,7 @@ impl Reason {
     pub const ALL: [Reason; 18] = [
         Self::InSync,
         Self::Applied,
+        Self::Observed,
         Self::Drifted,
         Self::InvalidSpec,
         Self::CredentialsNotFound,
@@ -67,6 +74,7 @@ impl Reason {
         match self {
             Self::InSync => "InSync",
             Self::Applied => "Applied",
+            Self::Observed => "Observed",
             Self::Drifted => "Drifted",
             Self::InvalidSpec => "InvalidSpec",
             Self::CredentialsNotFound => "CredentialsNotFound",
@@ -122,6 +130,8 @@ pub struct Report {
     /// Ready is stored yet.
     pub settled: bool,
     pub synced: ConditionState,
+    /// Whether OSS holds the spec's rule, when OSS was read (`None` keeps what is stored).
+    pub in_sync: Option<ConditionState>,
     /// The rule OSS reported, when OSS was read (`Some(None)` = no rule).
     pub observed: Option<Option<EncryptionRule>>,
     /// The request id of the last OSS call, if one was made.
@@ -138,6 +148,7 @@ impl Report {
             ready: ConditionState::new(false, reason, message.clone()),
             settled: true,
             synced: ConditionState::new(false, reason, message),
+            in_sync: None,
             observed: None,
             request_id,
             drift_corrected: false,
@@ -181,6 +192,78 @@ pub fn stable_message(
             c.message.clone()
         }
         _ => message,
+    }
+}
+
+/// Ready reasons after which only a change of spec or environment helps: kstatus `Stalled`
+/// (Flux and `kstatus` report Failed instead of waiting for a timeout). A table, so a new
+/// reason is one line; `NonCompliant` is a Manage policy's buckets it may not correct.
+pub const STALLED_REASONS: [&str; 9] = [
+    "InvalidSpec",
+    "AccessDenied",
+    "BucketNotFound",
+    "EndpointNotAllowed",
+    "Conflict",
+    "NotPermitted",
+    "DowngradeBlocked",
+    "KeyNotUsable",
+    "NonCompliant",
+];
+
+/// Whether a Ready=False reason means stalled (see [`STALLED_REASONS`]).
+pub fn is_stalled(reason: &str) -> bool {
+    STALLED_REASONS.contains(&reason)
+}
+
+/// One condition as a verdict wants it (reason and message borrowed from the verdict).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wanted<'a> {
+    pub status: bool,
+    pub reason: &'a str,
+    pub message: &'a str,
+}
+
+/// What a reconcile's Ready verdict means for kstatus: `(Reconciling, Stalled)`, never both True.
+/// `settled` is false while the generation is still being worked on (a transient failure kept
+/// the old Ready); a Ready=False is either stalled (by the table) or retried (Reconciling); a
+/// Ready=True leaves both False. A False condition carries the Ready reason and no message.
+pub fn progress<'a>(ready: Wanted<'a>, settled: bool) -> (Wanted<'a>, Wanted<'a>) {
+    let idle = Wanted {
+        status: false,
+        message: "",
+        ..ready
+    };
+    let active = Wanted {
+        status: true,
+        ..ready
+    };
+    match (settled, ready.status) {
+        (false, _) => (active, idle),
+        (true, true) => (idle, idle),
+        (true, false) if is_stalled(ready.reason) => (idle, active),
+        (true, false) => (active, idle),
+    }
+}
+
+/// Sets `Reconciling` and `Stalled` from the Ready verdict (see [`progress`]).
+pub fn set_progress(
+    conditions: &mut Vec<Condition>,
+    ready: Wanted<'_>,
+    settled: bool,
+    generation: Option<i64>,
+    now: &str,
+) {
+    let (reconciling, stalled) = progress(ready, settled);
+    for (type_, wanted) in [("Reconciling", reconciling), ("Stalled", stalled)] {
+        set_condition(
+            conditions,
+            type_,
+            wanted.status,
+            wanted.reason,
+            wanted.message,
+            generation,
+            now,
+        );
     }
 }
 
@@ -257,6 +340,26 @@ pub fn next_status(
         upsert(&mut next.conditions, "Ready", &report.ready, generation, now);
     }
     upsert(&mut next.conditions, "Synced", &report.synced, generation, now);
+    if let Some(in_sync) = &report.in_sync {
+        upsert(&mut next.conditions, "InSync", in_sync, generation, now);
+    }
+    // The failure's text as Synced keeps it (stable across retries), else Ready's.
+    let verdict = if report.synced.status {
+        &report.ready
+    } else {
+        &report.synced
+    };
+    set_progress(
+        &mut next.conditions,
+        Wanted {
+            status: report.ready.status,
+            reason: report.ready.reason.as_str(),
+            message: &verdict.message,
+        },
+        report.settled,
+        generation,
+        now,
+    );
     if let Some(observed) = &report.observed {
         next.observed = Some(ObservedRule::from_rule(observed.as_ref()));
     }
@@ -285,6 +388,7 @@ mod tests {
             ready: ConditionState::new(true, Reason::InSync, "bucket has AES256"),
             settled: true,
             synced: ConditionState::new(true, Reason::ReconcileSuccess, ""),
+            in_sync: Some(ConditionState::new(true, Reason::InSync, "bucket has AES256")),
             observed: Some(Some(EncryptionRule::new(SseAlgorithm::Aes256))),
             request_id: Some(request_id.into()),
             drift_corrected: false,
@@ -295,13 +399,22 @@ mod tests {
     fn first_status_sets_everything() {
         let status = next_status(None, Some(1), &in_sync("R1"), "T1").unwrap();
         assert_eq!(status.observed_generation, Some(1));
-        assert_eq!(status.conditions.len(), 2);
-        assert!(
-            status
-                .conditions
-                .iter()
-                .all(|c| c.status == "True" && c.last_transition_time == "T1")
+        let kinds: Vec<(&str, &str)> = status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("Ready", "True"),
+                ("Synced", "True"),
+                ("InSync", "True"),
+                ("Reconciling", "False"),
+                ("Stalled", "False")
+            ]
         );
+        assert!(status.conditions.iter().all(|c| c.last_transition_time == "T1"));
         assert_eq!(status.observed.as_ref().unwrap().algorithm, "AES256");
         assert_eq!(status.last_sync_time.as_deref(), Some("T1"));
         assert_eq!(status.last_request_id.as_deref(), Some("R1"));
@@ -445,5 +558,114 @@ mod tests {
         assert_eq!(next.drift_corrections, 1);
         assert_eq!(next.observed_generation, Some(2));
         assert!(next.conditions.iter().all(|c| c.observed_generation == Some(2)));
+    }
+
+    fn condition<'a>(status: &'a BucketEncryptionStatus, type_: &str) -> (&'a str, &'a str) {
+        let c = status.conditions.iter().find(|c| c.type_ == type_).unwrap();
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn reconciling_and_stalled_over_every_reason() {
+        use Reason::*;
+        // (reason, Ready status, settled) → (Reconciling, Stalled)
+        let cases = [
+            (InSync, true, true, false, false),
+            (Applied, true, true, false, false),
+            (Observed, true, true, false, false),
+            (InvalidSpec, false, true, false, true),
+            (AccessDenied, false, true, false, true),
+            (BucketNotFound, false, true, false, true),
+            (EndpointNotAllowed, false, true, false, true),
+            (Conflict, false, true, false, true),
+            (DowngradeBlocked, false, true, false, true),
+            (KeyNotUsable, false, true, false, true),
+            (CredentialsNotFound, false, true, true, false),
+            (KeyCheckFailed, false, true, true, false),
+            (Deleting, false, true, true, false),
+            (KubernetesError, false, true, true, false),
+            (Throttled, false, false, true, false),
+            (OssError, false, false, true, false),
+            (KubernetesError, false, false, true, false),
+        ];
+        for (reason, ready, settled, reconciling, stalled) in cases {
+            let wanted = Wanted {
+                status: ready,
+                reason: reason.as_str(),
+                message: "why",
+            };
+            let (r, s) = progress(wanted, settled);
+            assert_eq!((r.status, s.status), (reconciling, stalled), "{reason}");
+            assert_eq!((r.reason, s.reason), (reason.as_str(), reason.as_str()));
+            for c in [r, s] {
+                assert_eq!(c.message, if c.status { "why" } else { "" }, "{reason}");
+            }
+        }
+        assert!(is_stalled("NotPermitted"), "the grants reason is in the table");
+    }
+
+    #[test]
+    fn a_failure_sets_stalled_or_reconciling_and_recovery_clears_them() {
+        let stored = next_status(None, Some(1), &in_sync("R1"), "T1").unwrap();
+        let denied = Report::failed(Reason::AccessDenied, "403 (request id R2)", Some("R2".into()));
+        let stalled = next_status(Some(&stored), Some(1), &denied, "T2").unwrap();
+        assert_eq!(condition(&stalled, "Stalled"), ("True", "AccessDenied"));
+        assert_eq!(condition(&stalled, "Reconciling"), ("False", "AccessDenied"));
+        assert_eq!(
+            condition(&stalled, "InSync"),
+            ("True", "InSync"),
+            "OSS not read: kept"
+        );
+        let recovered = next_status(Some(&stalled), Some(1), &in_sync("R3"), "T3").unwrap();
+        assert_eq!(condition(&recovered, "Stalled"), ("False", "InSync"));
+        let time = |s: &BucketEncryptionStatus, t: &str| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == t)
+                .unwrap()
+                .last_transition_time
+                .clone()
+        };
+        assert_eq!(time(&recovered, "Stalled"), "T3");
+        assert_eq!(time(&recovered, "Reconciling"), "T1", "never flipped");
+    }
+
+    #[test]
+    fn a_repeated_transient_failure_writes_nothing() {
+        let stored = next_status(None, Some(1), &in_sync("R1"), "T1").unwrap();
+        let attempt = |id: &str, current: &BucketEncryptionStatus| {
+            let message = format!("HTTP 500 InternalError (request id {id})");
+            let mut report = Report::failed(Reason::OssError, message.clone(), Some(id.into()));
+            report.settled = false;
+            report.synced.message = stable_message(Some(current), "Synced", Reason::OssError, message);
+            report
+        };
+        let retrying = next_status(Some(&stored), Some(1), &attempt("R2", &stored), "T2").unwrap();
+        assert_eq!(condition(&retrying, "Ready"), ("True", "InSync"), "kept");
+        assert_eq!(condition(&retrying, "Reconciling"), ("True", "OssError"));
+        assert_eq!(
+            next_status(Some(&retrying), Some(1), &attempt("R3", &retrying), "T3"),
+            None,
+            "the second attempt says nothing new"
+        );
+    }
+
+    #[test]
+    fn observe_mode_is_ready_with_the_drift_in_in_sync() {
+        let observed = Report {
+            ready: ConditionState::new(true, Reason::Observed, "Observe mode: bucket has SM4"),
+            in_sync: Some(ConditionState::new(
+                false,
+                Reason::Drifted,
+                "bucket has SM4, spec wants AES256",
+            )),
+            ..in_sync("R1")
+        };
+        let status = next_status(None, Some(1), &observed, "T1").unwrap();
+        assert_eq!(condition(&status, "Ready"), ("True", "Observed"));
+        assert_eq!(condition(&status, "InSync"), ("False", "Drifted"));
+        assert_eq!(condition(&status, "Stalled").0, "False");
+        assert_eq!(condition(&status, "Reconciling").0, "False");
+        assert_eq!(next_status(Some(&status), Some(1), &observed, "T2"), None);
     }
 }

@@ -23,7 +23,7 @@ use super::preflight::{self, Held};
 use super::report::{self, event, publish};
 use super::schedule;
 use super::status::{ConditionState, Reason, Report, stable_message};
-use crate::api::{BucketEncryption, DesiredState};
+use crate::api::{BucketEncryption, DesiredState, ManagementPolicy};
 use crate::kms::Verdict;
 use crate::oss::{BucketTarget, CredentialsProvider, EncryptionRule, Reply};
 
@@ -244,10 +244,15 @@ fn judge(
 ) -> (Report, Vec<Event>) {
     let synced = ConditionState::new(true, Reason::ReconcileSuccess, "");
     let wanted = crate::oss::describe_rule(desired.rule.as_ref());
+    let in_sync = match &decision.drift {
+        None => ConditionState::new(true, Reason::InSync, format!("bucket has {wanted}")),
+        Some(drift) => ConditionState::new(false, Reason::Drifted, drift.to_string()),
+    };
     let mut report = Report {
         ready: ConditionState::new(true, Reason::InSync, format!("bucket has {wanted}")),
         settled: true,
         synced,
+        in_sync: Some(in_sync),
         observed: Some(observed.value.clone()),
         request_id: Some(observed.request_id.clone()),
         drift_corrected: false,
@@ -272,15 +277,22 @@ fn judge(
         report.ready = ConditionState::new(false, reason, message);
         return (report, events);
     }
+    let observe = resource.spec.management_policy == ManagementPolicy::Observe;
+    if observe {
+        // Observe mode's job is to read and report: done, whatever InSync says.
+        let seen = crate::oss::describe_rule(observed.value.as_ref());
+        report.ready = ConditionState::new(
+            true,
+            Reason::Observed,
+            format!("Observe mode: bucket has {seen} (InSync says whether that is the spec's rule)"),
+        );
+    }
     match (written, &decision.drift) {
         (None, None) => {}
         (None, Some(drift)) => {
             events.push(event(EventType::Warning, "DriftDetected", drift.to_string()));
-            report.ready = ConditionState::new(
-                false,
-                Reason::Drifted,
-                format!("{drift} (Observe mode: not corrected)"),
-            );
+            let note = format!("{drift} (Observe mode: not corrected)");
+            report.in_sync = Some(ConditionState::new(false, Reason::Drifted, note));
         }
         (Some((api, reply)), drift) => {
             let drift_text = drift.as_ref().map(ToString::to_string).unwrap_or_default();
@@ -298,6 +310,11 @@ fn judge(
             };
             events.push(event(kind, reason, &note));
             report.ready = ConditionState::new(true, Reason::Applied, note);
+            report.in_sync = Some(ConditionState::new(
+                true,
+                Reason::InSync,
+                format!("bucket has {wanted}"),
+            ));
             report.observed = Some(desired.rule.clone());
             report.request_id = Some(reply.request_id);
             report.drift_corrected = corrected;

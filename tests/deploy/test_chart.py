@@ -22,6 +22,7 @@ EVERYTHING = {
     "kms": {"qps": 0.5, "network": "vpc", "cacheTTL": "90s", "preflight": False},
     "concurrency": 64,
     "rrsa": {"roleName": "oss-operator"},
+    "serviceAccount": {"name": "oss-operator", "annotations": {"example.com/owner": "platform"}},
     "extraArgs": ["--deletion-timeout=10m"],
     "extraEnv": [{"name": "ALIBABA_CLOUD_ACCESS_KEY_ID",
                   "valueFrom": {"secretKeyRef": {"name": "oss-operator-credentials", "key": "accessKeyId"}}}],
@@ -65,6 +66,8 @@ COMBINATIONS = {
         {"name": "team-payments", "namespaces": ["payments"], "buckets": ["payments-*"]}]},
     "namespaced tenancy grants": {"namespaces": ["payments"], "tenancy": "grants",
                                   "grants": [{"name": "payments", "namespaces": ["payments"], "buckets": ["*"]}]},
+    "an existing ServiceAccount, no aggregated roles": {
+        "serviceAccount": {"create": False, "name": "made-elsewhere"}, "aggregatedRoles": False},
 }
 
 
@@ -111,7 +114,7 @@ def test_defaults_render_the_operator_with_leader_election_and_a_pdb():
     kinds = sorted(o["kind"] for o in chart.objects)
     assert kinds == sorted([
         "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-        "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
+        "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
     ])
     assert chart.deployment()["spec"]["replicas"] == 2
     assert "--leader-election" in chart.args()
@@ -125,12 +128,13 @@ def test_defaults_render_the_operator_with_leader_election_and_a_pdb():
 
 def test_cluster_scoped_names_are_prefixed_with_the_chart_name():
     chart = render()
-    for kind in ("ClusterRole", "ClusterRoleBinding"):
-        assert chart.one(kind)["metadata"]["name"] == FULLNAME
+    assert chart.one("ClusterRoleBinding")["metadata"]["name"] == FULLNAME
+    assert sorted(o["metadata"]["name"] for o in chart.of_kind("ClusterRole")) == [
+        FULLNAME, f"{FULLNAME}-edit", f"{FULLNAME}-view"]
     assert chart.one("ClusterRoleBinding")["roleRef"]["name"] == FULLNAME
     # A release already named after the chart is not doubled.
     named = render(release="oss-encryption-operator")
-    assert named.one("ClusterRole")["metadata"]["name"] == "oss-encryption-operator"
+    assert named.one("ClusterRole", "oss-encryption-operator")
 
 
 def test_large_and_fractional_numbers_render_as_the_binary_parses_them():
@@ -168,7 +172,7 @@ def rules_by_resource(role):
 
 def test_cluster_wide_rbac_is_exactly_the_verbs_used():
     chart = render()
-    assert rules_by_resource(chart.one("ClusterRole")) == {
+    assert rules_by_resource(chart.one("ClusterRole", FULLNAME)) == {
         "bucketencryptions": ["get", "list", "patch", "watch"],
         "bucketencryptions/status": ["patch"],
         "bucketencryptionpolicies": ["get", "list", "watch"],
@@ -177,7 +181,7 @@ def test_cluster_wide_rbac_is_exactly_the_verbs_used():
         "events": ["create", "patch"],
         "customresourcedefinitions": ["get"],
     }
-    assert_reads_only_its_crd(chart.one("ClusterRole"))
+    assert_reads_only_its_crd(chart.one("ClusterRole", FULLNAME))
     lease = chart.one("Role", f"{FULLNAME}-leader-election")
     assert lease["metadata"]["namespace"] == NAMESPACE
     assert rules_by_resource(lease) == {"leases": ["create", "get", "patch"]}
@@ -185,7 +189,7 @@ def test_cluster_wide_rbac_is_exactly_the_verbs_used():
 
 def test_watching_namespaces_grants_secrets_only_there():
     chart = render({"namespaces": ["team-a", "team-b"]})
-    cluster_role = chart.one("ClusterRole")
+    cluster_role = chart.one("ClusterRole", FULLNAME)
     assert rules_by_resource(cluster_role) == {
         "bucketencryptionpolicies": ["get", "list", "watch"],
         "bucketencryptionpolicies/status": ["patch"],
@@ -304,7 +308,7 @@ def test_each_shard_is_a_deployment_with_its_own_flags_selector_and_pdb():
 
 def test_namespaced_rbac_without_policies_only_reads_the_crd_cluster_wide():
     chart = render(COMBINATIONS["namespaced without policies"])
-    cluster_role = chart.one("ClusterRole")
+    cluster_role = chart.one("ClusterRole", FULLNAME)
     assert rules_by_resource(cluster_role) == {"customresourcedefinitions": ["get"]}
     assert_reads_only_its_crd(cluster_role)
     assert chart.one("ClusterRoleBinding")["roleRef"]["name"] == cluster_role["metadata"]["name"]
@@ -411,3 +415,48 @@ def test_the_chart_readme_lists_every_value_as_values_yaml_documents_it():
     for line in (CHART / "values.yaml").read_text().splitlines():
         if line and not line.startswith((" ", "#")):
             assert f"| `{line.split(':')[0]}" in readme, f"{line} is not documented"
+
+
+def test_service_account_name_annotations_and_an_existing_one():
+    chart = render({"serviceAccount": {"name": "oss-operator", "annotations": {"example.com/role": "r"}},
+                    "rrsa": {"roleName": "oss-operator"}}, namespace_labels=RRSA_LABELS)
+    account = chart.one("ServiceAccount", "oss-operator")
+    annotations = account["metadata"]["annotations"]
+    assert annotations["example.com/role"] == "r"
+    assert annotations["pod-identity.alibabacloud.com/role-name"] == "oss-operator"
+    assert chart.deployment()["spec"]["template"]["spec"]["serviceAccountName"] == "oss-operator"
+    binding = chart.one("ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "oss-operator", "namespace": NAMESPACE}]
+    existing = render({"serviceAccount": {"create": False, "name": "made-elsewhere"}})
+    assert existing.of_kind("ServiceAccount") == []
+    assert existing.deployment()["spec"]["template"]["spec"]["serviceAccountName"] == "made-elsewhere"
+
+
+def test_aggregated_roles_let_namespace_users_view_and_edit_bucket_encryptions():
+    chart = render()
+    view = chart.one("ClusterRole", f"{FULLNAME}-view")
+    edit = chart.one("ClusterRole", f"{FULLNAME}-edit")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert rules_by_resource(view) == {"bucketencryptions": ["get", "list", "watch"],
+                                       "bucketencryptions/status": ["get", "list", "watch"]}
+    assert rules_by_resource(edit) == {"bucketencryptions": ["create", "delete", "deletecollection", "patch", "update"]}
+    assert [o["metadata"]["name"] for o in render({"aggregatedRoles": False}).of_kind("ClusterRole")] == [FULLNAME]
+
+
+@pytest.mark.parametrize("flag", ["--resync-interval=10s", "--namespace=x", "--leader-election"])
+def test_extra_args_repeating_a_chart_flag_fail_the_render(flag):
+    message = render_error({"extraArgs": [flag]})
+    assert "extraArgs repeats " + flag.split("=")[0] in message, message
+
+
+@pytest.mark.parametrize("interval", ["10s", "29s", "0s", "500ms"])
+def test_a_resync_interval_below_the_binarys_30s_minimum_fails_the_install(interval):
+    assert "resyncInterval" in render_error({"resyncInterval": interval})
+
+
+@pytest.mark.parametrize("interval", ["30s", "90s", "5m", "1m30s", "2h"])
+def test_a_resync_interval_the_schema_accepts_the_binary_accepts(interval):
+    args = render({"resyncInterval": interval}).args()
+    run = subprocess.run([str(BINARY), *args, "--help"], capture_output=True, text=True)
+    assert run.returncode == 0, f"{interval}: {run.stderr}"

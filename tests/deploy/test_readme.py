@@ -116,3 +116,14 @@ def test_the_readme_install_commands_work_as_written(section, scratch):
     assert seen["applied"] or seen["built"], f"{section}: no command was checked"
     if section == "## Install in a cluster":
         assert ran >= 1, "the local overlay was written"
+
+
+def test_the_rrsa_trust_policy_names_the_service_accounts_the_installs_create():
+    readme = (ROOT / "README.md").read_text()
+    [account] = [o for o in build(ROOT / "deploy/base") if o["kind"] == "ServiceAccount"]
+    meta = account["metadata"]
+    assert f'"oidc:sub": "system:serviceaccount:{meta["namespace"]}:{meta["name"]}"' in readme
+    chart = render({})
+    [helm_account] = chart.of_kind("ServiceAccount")
+    assert helm_account["metadata"]["name"] == "oeo-oss-encryption-operator"
+    assert "system:serviceaccount:<release namespace>:<release>-oss-encryption-operator" in readme

@@ -176,6 +176,60 @@ pub fn exemptions(owned: impl IntoIterator<Item = (String, String)>) -> Vec<Mana
     listed
 }
 
+/// A pass's conditions: Ready (the policy's job is done: in Observe mode reporting, in Manage
+/// mode holding every bucket to the rule) and Compliant (every selected bucket complies).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub ready: bool,
+    pub ready_reason: &'static str,
+    pub compliant: bool,
+    pub compliant_reason: &'static str,
+    pub message: String,
+}
+
+/// Pure: the verdict of a pass from its counts; `errors` names the buckets that failed.
+pub fn verdict(counts: &BucketCounts, manage: bool, errors: &[String]) -> Verdict {
+    let checked = |ready, ready_reason, compliant, compliant_reason, message| Verdict {
+        ready,
+        ready_reason,
+        compliant,
+        compliant_reason,
+        message,
+    };
+    match (counts.non_compliant, counts.errors) {
+        (0, 0) => checked(
+            true,
+            "Compliant",
+            true,
+            "Compliant",
+            format!("{} selected bucket(s) compliant", counts.compliant),
+        ),
+        (0, n) => checked(
+            false,
+            "BucketErrors",
+            false,
+            "BucketErrors",
+            format!("{n} bucket(s) could not be checked: {}", errors.join("; ")),
+        ),
+        (n, _) if manage => checked(
+            false,
+            "NonCompliant",
+            false,
+            "NonCompliant",
+            format!(
+                "{n} bucket(s) non-compliant and not correctable (a downgrade or a key OSS cannot use); see status.nonCompliant"
+            ),
+        ),
+        (n, _) => checked(
+            true,
+            "Observed",
+            false,
+            "NonCompliant",
+            format!("{n} bucket(s) non-compliant (Observe mode: not corrected); see status.nonCompliant"),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +388,44 @@ mod tests {
             ("b-00", "ns/r0")
         );
         assert_eq!(listed[49].bucket, "b-49");
+    }
+
+    #[test]
+    fn verdicts_over_a_table_of_counts() {
+        let counts = |compliant, non_compliant, errors| BucketCounts {
+            compliant,
+            non_compliant,
+            errors,
+            ..BucketCounts::default()
+        };
+        // (counts, manage) → (Ready, reason, Compliant, reason)
+        let cases = [
+            (counts(3, 0, 0), true, (true, "Compliant", true, "Compliant")),
+            (counts(3, 0, 0), false, (true, "Compliant", true, "Compliant")),
+            (
+                counts(3, 0, 1),
+                false,
+                (false, "BucketErrors", false, "BucketErrors"),
+            ),
+            (
+                counts(3, 2, 0),
+                true,
+                (false, "NonCompliant", false, "NonCompliant"),
+            ),
+            (counts(3, 2, 1), false, (true, "Observed", false, "NonCompliant")),
+        ];
+        for (counts, manage, (ready, ready_reason, compliant, compliant_reason)) in cases {
+            let v = verdict(&counts, manage, &["b: boom".into()]);
+            assert_eq!(
+                (v.ready, v.ready_reason, v.compliant, v.compliant_reason),
+                (ready, ready_reason, compliant, compliant_reason),
+                "{counts:?} manage={manage}"
+            );
+        }
+        assert!(
+            verdict(&counts(0, 0, 1), true, &["b: boom".into()])
+                .message
+                .contains("b: boom")
+        );
     }
 }

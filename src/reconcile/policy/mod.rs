@@ -25,7 +25,7 @@ use super::error::Error;
 use super::plan::{self, Action as OssAction, Downgrades};
 use super::report::{event, now, publish};
 use super::schedule;
-use super::status::set_condition;
+use super::status::{Wanted, set_condition, set_progress};
 use crate::api::ManagementPolicy;
 use crate::api::policy::{BucketCounts, BucketEncryptionPolicy, BucketEncryptionPolicyStatus, PolicyDesired};
 use crate::kms::Verdict;
@@ -90,6 +90,12 @@ pub async fn reconcile(
                 generation,
                 &now,
             );
+            let ready = Wanted {
+                status: false,
+                reason: retry.reason.as_str(),
+                message: &message,
+            };
+            set_progress(&mut status.conditions, ready, true, generation, &now);
             status.observed_generation = generation;
             publish(
                 ctx,
@@ -250,36 +256,13 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
     let generation = policy.meta().generation;
     let now = now();
     let mut status = policy.status.clone().unwrap_or_default();
-    let (ready, reason, message) = match (counts.non_compliant, counts.errors) {
-        (0, 0) => (
-            true,
-            "Compliant",
-            format!("{} selected bucket(s) compliant", counts.compliant),
-        ),
-        (0, n) => (
-            false,
-            "BucketErrors",
-            format!("{n} bucket(s) could not be checked: {}", errors.join("; ")),
-        ),
-        (n, _) if manage => (
-            false,
-            "NonCompliant",
-            format!(
-                "{n} bucket(s) non-compliant and not correctable (a downgrade or a key OSS cannot use); see status.nonCompliant"
-            ),
-        ),
-        (n, _) => (
-            false,
-            "NonCompliant",
-            format!("{n} bucket(s) non-compliant (Observe mode: not corrected); see status.nonCompliant"),
-        ),
-    };
+    let verdict = classify::verdict(&counts, manage, &errors);
     set_condition(
         &mut status.conditions,
         "Ready",
-        ready,
-        reason,
-        &message,
+        verdict.ready,
+        verdict.ready_reason,
+        &verdict.message,
         generation,
         &now,
     );
@@ -292,6 +275,21 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
         generation,
         &now,
     );
+    set_condition(
+        &mut status.conditions,
+        "Compliant",
+        verdict.compliant,
+        verdict.compliant_reason,
+        &verdict.message,
+        generation,
+        &now,
+    );
+    let ready = Wanted {
+        status: verdict.ready,
+        reason: verdict.ready_reason,
+        message: &verdict.message,
+    };
+    set_progress(&mut status.conditions, ready, true, generation, &now);
     status.observed_generation = generation;
     status.buckets = counts.clone();
     status.non_compliant = listed;

@@ -20,7 +20,7 @@ the release name joined with the chart name (once if the release name already co
 
 {{/* The ServiceAccount the operator runs as. */}}
 {{- define "oss-encryption-operator.serviceAccountName" -}}
-{{- include "oss-encryption-operator.fullname" . }}
+{{- .Values.serviceAccount.name | default (include "oss-encryption-operator.fullname" .) }}
 {{- end }}
 
 {{/* Labels that select the operator's pods (never change these after install). */}}
@@ -63,6 +63,13 @@ which Go would print as 1e+06), fractions as they are. */}}
 {{- define "oss-encryption-operator.validate" -}}
 {{- if and (gt (int64 .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
 {{- fail (printf "replicas: %d needs leaderElection.enabled: true (without it every replica reconciles and they write over each other); set replicas: 1 or enable leader election" (int64 .Values.replicas)) }}
+{{- end }}
+{{- $chartFlags := list "run" "--log-format" "--metrics-addr" "--oss-qps" "--oss-burst" "--oss-qps-mode" "--kms-preflight" "--kms-network" "--kms-cache-ttl" "--kms-qps" "--enable-policies" "--concurrency" "--resync-interval" "--allow-operator-credentials" "--allowed-endpoint-suffixes" "--namespace" "--label-selector" "--leader-election" "--leader-election-lease" }}
+{{- range .Values.extraArgs }}
+{{- $flag := first (splitList "=" (toString .)) }}
+{{- if has $flag $chartFlags }}
+{{- fail (printf "extraArgs repeats %s, which the chart already sets: use its value instead (see the chart README)" $flag) }}
+{{- end }}
 {{- end }}
 {{- if .Values.rrsa.roleName }}
 {{- $namespace := lookup "v1" "Namespace" "" .Release.Namespace }}
