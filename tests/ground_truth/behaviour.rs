@@ -39,20 +39,17 @@ macro_rules! deleted {
 }
 
 /// The events of a watch from `version` until the server ends it (`timeoutSeconds`): each as
-/// type, name, finalizers, whether it is being deleted, generation; bookmarks only as "seen".
+/// type, name, finalizers, whether it is being deleted, generation (bookmarks skipped).
 async fn watch(api: &kube::Api<DynamicObject>, version: &str, seconds: u32) -> Value {
     let params = WatchParams::default().timeout(seconds);
     let mut stream = api.watch(&params, version).await.expect("a watch").boxed();
-    let (mut events, mut bookmarks) = (Vec::new(), 0);
+    let mut events = Vec::new();
     while let Some(event) = stream.next().await {
         let (kind, object) = match event.expect("a watch event") {
             WatchEvent::Added(o) => ("ADDED", o),
             WatchEvent::Modified(o) => ("MODIFIED", o),
             WatchEvent::Deleted(o) => ("DELETED", o),
-            WatchEvent::Bookmark(_) => {
-                bookmarks += 1;
-                continue;
-            }
+            WatchEvent::Bookmark(_) => continue,
             WatchEvent::Error(status) => {
                 events.push(
                     json!({"type": "ERROR", "code": status.code, "reason": status.reason,
@@ -68,7 +65,11 @@ async fn watch(api: &kube::Api<DynamicObject>, version: &str, seconds: u32) -> V
             "status": object.data.get("status"),
         }));
     }
-    json!({"events": events, "bookmark seen": bookmarks > 0})
+    // Whether a BOOKMARK came is not recorded: the kit's server (etcd 3.4, no
+    // RequestWatchProgress) sent none on 3, 5 and 15 s watches, while the recorded real
+    // cluster (tests/data/kube-api/transcripts.json) and the test server send one 2 s before
+    // `timeoutSeconds` runs out; the kit differs there, not the test server.
+    json!({"events": events})
 }
 
 async fn scenario(target: &Target) -> Record {
@@ -207,37 +208,6 @@ async fn scenario(target: &Target) -> Record {
 async fn a_scripted_sequence_behaves_like_on_the_real_server() {
     let real = Target::real().await;
     let test = Target::test_server().await;
-    let (mut on_test, mut on_real) = (scenario(&test).await, scenario(&real).await);
-    for record in [&mut on_test, &mut on_real] {
-        without_known_gaps(record);
-    }
+    let (on_test, on_real) = (scenario(&test).await, scenario(&real).await);
     crate::target::assert_agree(&on_test, &on_real);
-}
-
-/// Open test-server gaps this comparison found that are not fixed yet (listed in the report of
-/// issue 23; delete a line here once its gap is fixed). Everything else is compared.
-/// - `metadata.finalizers` is a set list on the real server (`".": {}` plus `v:"name"` entries
-///   in managedFields); the test server's lists are atomic (`f:finalizers: {}`).
-/// - the real server sent no BOOKMARK on a 2-3 s watch; the test server sends one 2 s before
-///   `timeoutSeconds` runs out.
-fn without_known_gaps(record: &mut Record) {
-    fn walk(value: &mut Value) {
-        match value {
-            Value::Object(map) => {
-                if let Some(Value::Object(fields)) = map.get_mut("f:metadata") {
-                    fields.remove("f:finalizers");
-                    if fields.is_empty() {
-                        map.remove("f:metadata");
-                    }
-                }
-                map.remove("bookmark seen");
-                map.values_mut().for_each(walk);
-            }
-            Value::Array(items) => items.iter_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    for (_, value) in &mut record.steps {
-        walk(value);
-    }
 }

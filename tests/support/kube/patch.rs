@@ -164,7 +164,23 @@ pub type FieldPath = Vec<String>;
 /// Metadata fields that managers own (the rest of metadata is the server's).
 const OWNED_METADATA: &[&str] = &["labels", "annotations", "finalizers", "ownerReferences"];
 
-/// The leaf fields a (partial) object sets. Lists are atomic leaves; so is a map's absence.
+/// Metadata lists that are sets (`listType=set`): managedFields names each element as
+/// `v:<json>` and an Update that creates the list owns it as `"."`; other lists are atomic.
+const SET_METADATA: &[&str] = &["finalizers"];
+
+/// The path component naming one element of a set list (`v:"example.com/one"`).
+fn set_element(value: &Value) -> String {
+    format!("v:{value}")
+}
+
+/// The element a `v:<json>` path component names, if `key` is one.
+fn parse_set_element(key: &str) -> Option<Value> {
+    key.strip_prefix("v:")
+        .and_then(|json| serde_json::from_str(json).ok())
+}
+
+/// The leaf fields a (partial) object sets. Lists are atomic leaves (set lists give one leaf
+/// per element); so is a map's absence.
 pub fn leaf_fields(object: &Value) -> Vec<FieldPath> {
     fn walk(value: &Value, prefix: &mut FieldPath, out: &mut Vec<FieldPath>) {
         match value {
@@ -187,8 +203,17 @@ pub fn leaf_fields(object: &Value) -> Vec<FieldPath> {
             "apiVersion" | "kind" => {}
             "metadata" => {
                 for owned in OWNED_METADATA {
-                    if let Some(child) = value.get(owned) {
-                        walk(child, &mut vec!["metadata".into(), owned.to_string()], &mut out);
+                    let path = vec!["metadata".into(), owned.to_string()];
+                    match value.get(owned) {
+                        Some(Value::Array(items)) if SET_METADATA.contains(owned) => {
+                            for item in items {
+                                let mut element = path.clone();
+                                element.push(set_element(item));
+                                out.push(element);
+                            }
+                        }
+                        Some(child) => walk(child, &mut path.clone(), &mut out),
+                        None => {}
                     }
                 }
             }
@@ -198,9 +223,15 @@ pub fn leaf_fields(object: &Value) -> Vec<FieldPath> {
     out
 }
 
-/// The value at a field path, if present.
+/// The value at a field path, if present (a `v:<json>` component is a set list's element).
 pub fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(object, |node, key| node.get(key))
+    path.iter().try_fold(object, |node, key| match node {
+        Value::Array(items) => {
+            let wanted = parse_set_element(key)?;
+            items.iter().find(|item| **item == wanted)
+        }
+        _ => node.get(key),
+    })
 }
 
 /// Removes the value at a field path (and maps it leaves empty).
@@ -209,14 +240,22 @@ pub fn remove_at(object: &mut Value, path: &[String]) {
         return;
     };
     if parents.is_empty() {
-        if let Some(map) = object.as_object_mut() {
-            map.remove(last);
+        match object {
+            Value::Object(map) => {
+                map.remove(last);
+            }
+            Value::Array(items) => {
+                if let Some(element) = parse_set_element(last) {
+                    items.retain(|item| *item != element);
+                }
+            }
+            _ => {}
         }
         return;
     }
     if let Some(parent) = object.get_mut(&parents[0]) {
         remove_at(parent, &path[1..]);
-        if parent.as_object().is_some_and(Map::is_empty) {
+        if parent.as_object().is_some_and(Map::is_empty) || parent.as_array().is_some_and(Vec::is_empty) {
             object.as_object_mut().expect("has a child").remove(&parents[0]);
         }
     }
@@ -228,7 +267,7 @@ pub fn fields_v1(paths: &[FieldPath]) -> Value {
     for path in paths {
         let mut node = &mut root;
         for key in path {
-            let key = if key == "." {
+            let key = if key == "." || key.starts_with("v:") {
                 key.clone()
             } else {
                 format!("f:{key}")
@@ -243,8 +282,9 @@ pub fn fields_v1(paths: &[FieldPath]) -> Value {
     Value::Object(root)
 }
 
-/// The non-empty maps an object sets, each as its path plus `"."` (the map itself, which an
-/// Update that creates it owns, as `".": {}` in `fieldsV1`). Same scope as [`leaf_fields`].
+/// The non-empty maps (and set lists) an object sets, each as its path plus `"."` (the map
+/// itself, which an Update that creates it owns, as `".": {}` in `fieldsV1`). Same scope as
+/// [`leaf_fields`].
 pub fn map_nodes(object: &Value) -> Vec<FieldPath> {
     fn walk(value: &Value, prefix: &mut FieldPath, out: &mut Vec<FieldPath>) {
         if let Value::Object(map) = value
@@ -269,8 +309,14 @@ pub fn map_nodes(object: &Value) -> Vec<FieldPath> {
             "apiVersion" | "kind" => {}
             "metadata" => {
                 for owned in OWNED_METADATA {
-                    if let Some(child) = value.get(owned) {
-                        walk(child, &mut vec!["metadata".into(), owned.to_string()], &mut out);
+                    let mut path = vec!["metadata".into(), owned.to_string()];
+                    match value.get(owned) {
+                        Some(Value::Array(items)) if SET_METADATA.contains(owned) && !items.is_empty() => {
+                            path.push(".".into());
+                            out.push(path);
+                        }
+                        Some(child) => walk(child, &mut path, &mut out),
+                        None => {}
                     }
                 }
             }
@@ -283,7 +329,9 @@ pub fn map_nodes(object: &Value) -> Vec<FieldPath> {
 /// Whether `object` has what `path` names (for a map node, the map).
 pub fn has_field(object: &Value, path: &[String]) -> bool {
     match path.split_last() {
-        Some((last, parent)) if last == "." => value_at(object, parent).is_some_and(Value::is_object),
+        Some((last, parent)) if last == "." => {
+            value_at(object, parent).is_some_and(|node| node.is_object() || node.is_array())
+        }
         _ => value_at(object, path).is_some(),
     }
 }
@@ -293,7 +341,11 @@ pub fn paths_of(fields: &Value) -> Vec<FieldPath> {
     fn walk(value: &Value, prefix: &mut FieldPath, out: &mut Vec<FieldPath>) {
         let children: Vec<(&String, &Value)> = value
             .as_object()
-            .map(|m| m.iter().filter(|(k, _)| k.starts_with("f:")).collect())
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.starts_with("f:") || k.starts_with("v:"))
+                    .collect()
+            })
             .unwrap_or_default();
         if value.get(".").is_some() {
             let mut node = prefix.clone();
@@ -307,7 +359,8 @@ pub fn paths_of(fields: &Value) -> Vec<FieldPath> {
             return;
         }
         for (key, child) in children {
-            prefix.push(key[2..].to_owned());
+            let component = key.strip_prefix("f:").unwrap_or(key);
+            prefix.push(component.to_owned());
             walk(child, prefix, out);
             prefix.pop();
         }
