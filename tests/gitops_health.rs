@@ -170,6 +170,7 @@ fn every_bucket_encryption_reason_reads_right_in_kstatus_and_argo_cd() {
         (BucketNotFound, Failed, "Degraded"),
         (EndpointNotAllowed, Failed, "Degraded"),
         (Conflict, Failed, "Degraded"),
+        (NotPermitted, Failed, "Degraded"),
         (DowngradeBlocked, Failed, "Degraded"),
         (KeyNotUsable, Failed, "Degraded"),
         (CredentialsNotFound, InProgress, "Progressing"),

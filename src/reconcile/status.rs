@@ -43,7 +43,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, so a stored condition can be read back.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Self::InSync,
         Self::Applied,
         Self::Observed,
