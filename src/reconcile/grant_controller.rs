@@ -8,16 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::context::{Context, FIELD_MANAGER, Guarded};
+use super::context::{Context, Guarded};
 use super::error::Error;
 use super::grants;
 use super::status::set_condition;
@@ -151,23 +150,7 @@ fn unchanged(current: Option<&BucketEncryptionGrantStatus>, wanted: &BucketEncry
 }
 
 async fn write_status(ctx: &Context, name: &str, status: &BucketEncryptionGrantStatus) -> Result<(), Error> {
-    let api: Api<DynamicObject> = Api::all_with(
-        ctx.client.clone(),
-        &ApiResource::erase::<BucketEncryptionGrant>(&()),
-    );
-    let patch = json!({
-        "apiVersion": "oss.encryption.dev/v1alpha1",
-        "kind": "BucketEncryptionGrant",
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|e| Error::kube(format!("writing the status of BucketEncryptionGrant {name}"), e))?;
-    Ok(())
+    super::report::apply_cluster_status::<BucketEncryptionGrant>(ctx, name, status).await
 }
 
 fn error_policy(_: Arc<GuardedGrant>, error: &Error, _: Arc<Context>) -> Action {
@@ -178,6 +161,7 @@ fn error_policy(_: Arc<GuardedGrant>, error: &Error, _: Arc<Context>) -> Action 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn grant(spec: serde_json::Value) -> GuardedGrant {
         serde_json::from_value(json!({

@@ -54,6 +54,29 @@ pub async fn write_status(
 }
 
 /// The stored status of an object that cannot be read as a typed resource (read raw).
+/// Writes the status of a cluster-scoped object `K` named `name` with server-side apply, under
+/// the operator's field manager (policies, grants).
+pub async fn apply_cluster_status<K>(
+    ctx: &Context,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> Result<(), Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>,
+{
+    let kind = K::kind(&());
+    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ApiResource::erase::<K>(&()));
+    let patch = json!({"apiVersion": K::api_version(&()), "kind": kind, "status": status});
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|e| Error::kube(format!("writing the status of {kind} {name}"), e))?;
+    Ok(())
+}
+
 pub async fn stored_status(
     ctx: &Context,
     namespace: &str,

@@ -11,16 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
 use self::classify::{Outcome, Selection, Seniority, Standing};
 use super::claims::ClaimsIndex;
-use super::context::{Context, FIELD_MANAGER};
+use super::context::Context;
 use super::error::Error;
 use super::plan::{self, Action as OssAction, Downgrades};
 use super::report::{event, now, publish};
@@ -427,23 +425,7 @@ async fn credentials(
 }
 
 async fn write_status(ctx: &Context, name: &str, status: &BucketEncryptionPolicyStatus) -> Result<(), Error> {
-    let api: Api<DynamicObject> = Api::all_with(
-        ctx.client.clone(),
-        &ApiResource::erase::<BucketEncryptionPolicy>(&()),
-    );
-    let patch = json!({
-        "apiVersion": "oss.encryption.dev/v1alpha1",
-        "kind": "BucketEncryptionPolicy",
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|e| Error::kube(format!("writing the status of BucketEncryptionPolicy {name}"), e))?;
-    Ok(())
+    super::report::apply_cluster_status::<BucketEncryptionPolicy>(ctx, name, status).await
 }
 
 /// The policy controller's error policy: reconcile reports its own failures, so this only
