@@ -12,6 +12,7 @@ RUN mkdir -p src/bin benches \
  && touch src/lib.rs \
  && echo 'fn main() {}' > benches/fleet.rs \
  && echo 'fn main() {}' > benches/cli.rs \
+ && echo 'fn main() {}' > benches/audit.rs \
  && cargo build --release --locked --bins \
  && rm -rf src benches
 COPY . .

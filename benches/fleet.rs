@@ -341,9 +341,9 @@ async fn main() {
     let converge_throttled = throttled(&oss);
     let (rss_converged, cpu_converged) = usage(pid);
 
-    // Steady state: several resync intervals with everything in sync, measured after every object
-    // has had its first resync (the interval has ±10% jitter; written objects confirm Applied →
-    // InSync on that first resync).
+    // Steady state: several resync intervals with everything in sync, measured from just after
+    // convergence (2 s for the last events to land), so it includes every object's first resync:
+    // the one that confirms what was just written, which must write nothing either.
     let rate = if o.defaults {
         oss_encryption_operator::oss::DEFAULT_QPS_CEILING
     } else {
@@ -352,7 +352,7 @@ async fn main() {
     let rate = o.cap.map_or(rate, |cap| rate.min(f64::from(cap)));
     let effective_resync =
         oss_encryption_operator::reconcile::resync_interval(Duration::from_secs(o.resync_seconds), n, rate);
-    tokio::time::sleep(effective_resync.mul_f64(1.2) + Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     oss.emulator.state().reset_counters();
     kube.reset_counters();
     let window = effective_resync.mul_f64(o.steady_intervals as f64);

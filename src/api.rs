@@ -263,7 +263,8 @@ impl ObservedRule {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// Ready or Synced.
+    /// The condition type: `Ready`, `Synced`, `InSync` (BucketEncryption; a policy has `Compliant`
+    /// instead), `Reconciling` and `Stalled` (kstatus); a BucketEncryptionGrant has `Ready` only.
     #[serde(rename = "type")]
     pub type_: String,
     /// True, False or Unknown.

@@ -27,6 +27,7 @@ async fn main() -> std::process::ExitCode {
         } => exit_with(cli::manifests_command(Mode::Plan, common, detailed_exitcode).await),
         Command::Apply { common } => exit_with(cli::manifests_command(Mode::Apply, common, false).await),
         Command::Import(args) => exit_with(cli::import::run(args).await),
+        Command::Audit(args) => exit_with(cli::audit::run(args).await),
         Command::Run(args) => match cli::operator::run(args).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(error) => {

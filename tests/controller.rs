@@ -9,7 +9,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use oss_encryption_operator::api::FINALIZER;
 use oss_encryption_operator::emulator::{Faults, StoredRule};
 use serde_json::json;
-use support::operator::{Harness, condition, message};
+use support::operator::{Harness, condition, is_in_sync, message};
 
 fn rule(algorithm: &str, key: &str, data: &str) -> Option<(String, String, String)> {
     Some((algorithm.into(), key.into(), data.into()))
@@ -19,7 +19,7 @@ fn rule(algorithm: &str, key: &str, data: &str) -> Option<(String, String, Strin
 async fn aes256_is_applied_then_reported_in_sync() {
     let h = Harness::start(&["aes-bucket"]).await;
     h.create("aes", "aes-bucket", json!({})).await;
-    let object = h.wait_ready("aes", "True", "InSync").await;
+    let object = h.wait_in_sync("aes").await;
     assert_eq!(h.oss_rule("aes-bucket"), rule("AES256", "", ""));
     let status = object.status.unwrap();
     assert_eq!(status.observed_generation, Some(1));
@@ -76,7 +76,7 @@ async fn every_algorithm_and_none() {
     )
     .await;
     for name in ["a", "b", "c", "d", "e"] {
-        h.wait_ready(name, "True", "InSync").await;
+        h.wait_in_sync(name).await;
     }
     assert_eq!(h.oss_rule("kms-managed"), rule("KMS", "", ""));
     assert_eq!(h.oss_rule("kms-key"), rule("KMS", "cmk-1", ""));
@@ -90,7 +90,7 @@ async fn every_algorithm_and_none() {
 async fn a_spec_change_is_applied_and_its_generation_observed() {
     let h = Harness::start(&["changing"]).await;
     h.create("changing", "changing", json!({})).await;
-    h.wait_ready("changing", "True", "InSync").await;
+    h.wait_in_sync("changing").await;
     h.api
         .patch(
             "changing",
@@ -101,10 +101,7 @@ async fn a_spec_change_is_applied_and_its_generation_observed() {
         .unwrap();
     let object = h
         .wait_for("changing", "generation 2 in sync", |o| {
-            o.status
-                .as_ref()
-                .is_some_and(|s| s.observed_generation == Some(2))
-                && condition(o, "Ready") == Some(("True".into(), "InSync".into()))
+            o.metadata.generation == Some(2) && is_in_sync(o)
         })
         .await;
     assert_eq!(h.oss_rule("changing"), rule("KMS", "k2", ""));
@@ -119,7 +116,7 @@ async fn a_spec_change_is_applied_and_its_generation_observed() {
 async fn drift_is_corrected_in_manage_mode() {
     let h = Harness::start(&["drifty"]).await;
     h.create("drifty", "drifty", json!({})).await;
-    h.wait_ready("drifty", "True", "InSync").await;
+    h.wait_in_sync("drifty").await;
     h.oss.emulator.state().set_rule(
         "drifty",
         Some(StoredRule {
@@ -190,13 +187,37 @@ async fn drift_is_only_reported_in_observe_mode() {
 }
 
 #[tokio::test]
+async fn a_write_is_reported_once_and_the_resyncs_that_confirm_it_write_nothing() {
+    let h = Harness::start(&["written"]).await;
+    h.create("written", "written", json!({})).await;
+    let applied = h.wait_in_sync("written").await;
+    assert_eq!(
+        condition(&applied, "Ready"),
+        Some(("True".into(), "Applied".into()))
+    );
+    assert_eq!(h.oss_rule("written"), rule("AES256", "", ""));
+    h.oss.emulator.state().reset_counters();
+    h.kube.reset_counters();
+    // Count-based: three resyncs that find the rule just applied (the fourth has started).
+    h.wait_requests("written", 4).await;
+    assert_eq!(
+        h.kube.writes(),
+        0,
+        "relabelling Applied as InSync says nothing new: {:?}",
+        h.kube.counters()
+    );
+    let later = h.api.get("written").await.unwrap();
+    assert_eq!(later.status, applied.status, "the write's report stands");
+}
+
+#[tokio::test]
 async fn in_sync_resyncs_cost_one_get_and_no_kubernetes_writes() {
     let h = Harness::start(&["steady-1", "steady-2"]).await;
     h.create("steady-1", "steady-1", json!({})).await;
     h.create("steady-2", "steady-2", json!({"algorithm": "KMS"}))
         .await;
-    h.wait_ready("steady-1", "True", "InSync").await;
-    h.wait_ready("steady-2", "True", "InSync").await;
+    h.wait_in_sync("steady-1").await;
+    h.wait_in_sync("steady-2").await;
     h.oss.emulator.state().reset_counters();
     h.kube.reset_counters();
     // Count-based: wait for ten resyncs of each object, however long the machine takes.
@@ -244,7 +265,7 @@ async fn in_sync_resyncs_cost_one_get_and_no_kubernetes_writes() {
 async fn deletion_with_retain_leaves_the_rule() {
     let h = Harness::start(&["kept"]).await;
     h.create("kept", "kept", json!({})).await;
-    let object = h.wait_ready("kept", "True", "InSync").await;
+    let object = h.wait_in_sync("kept").await;
     assert!(
         object.metadata.finalizers.unwrap_or_default().is_empty(),
         "Retain needs no finalizer"
@@ -266,7 +287,7 @@ async fn deletion_with_delete_removes_the_rule_then_the_object() {
             .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
     })
     .await;
-    h.wait_ready("removed", "True", "InSync").await;
+    h.wait_in_sync("removed").await;
     h.api.delete("removed", &DeleteParams::default()).await.unwrap();
     h.wait_gone("removed").await;
     assert_eq!(h.oss_rule("removed"), None);
@@ -307,7 +328,7 @@ async fn a_missing_bucket_does_not_block_deletion() {
     let h = Harness::start(&["vanishing"]).await;
     h.create("vanishing", "vanishing", json!({"deletionPolicy": "Delete"}))
         .await;
-    h.wait_ready("vanishing", "True", "InSync").await;
+    h.wait_in_sync("vanishing").await;
     h.oss.emulator.state().delete_bucket("vanishing");
     h.api.delete("vanishing", &DeleteParams::default()).await.unwrap();
     h.wait_gone("vanishing").await;
@@ -463,7 +484,7 @@ async fn a_malformed_object_does_not_stall_the_others() {
     malformed.data["spec"]["algorithm"] = json!("DES");
     raw.create(&Default::default(), &malformed).await.unwrap();
     h.create("healthy", "healthy", json!({})).await;
-    h.wait_ready("healthy", "True", "InSync").await;
+    h.wait_in_sync("healthy").await;
     let mut reported = None;
     for _ in 0..200 {
         let object = raw.get("malformed").await.unwrap();
@@ -493,7 +514,7 @@ async fn a_malformed_object_does_not_stall_the_others() {
 async fn the_newer_of_two_objects_for_one_bucket_is_a_conflict() {
     let h = Harness::start(&["shared"]).await;
     h.create("first", "shared", json!({})).await;
-    h.wait_ready("first", "True", "InSync").await;
+    h.wait_in_sync("first").await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // creationTimestamp has second resolution
     h.create("second", "shared", json!({"algorithm": "SM4"})).await;
     let object = h.wait_ready("second", "False", "Conflict").await;
@@ -529,7 +550,7 @@ async fn injected_503s_and_dropped_watches_still_converge() {
         h.create(name, name, json!({})).await;
     }
     for name in &names {
-        h.wait_ready(name, "True", "InSync").await;
+        h.wait_in_sync(name).await;
         assert_eq!(h.oss_rule(name), rule("AES256", "", ""));
     }
     assert!(
@@ -542,12 +563,12 @@ async fn injected_503s_and_dropped_watches_still_converge() {
 async fn a_restarted_controller_loses_nothing() {
     let mut h = Harness::start(&["before", "during"]).await;
     h.create("before", "before", json!({})).await;
-    h.wait_ready("before", "True", "InSync").await;
+    h.wait_in_sync("before").await;
     h.stop_controller().await;
     h.create("during", "during", json!({"algorithm": "SM4"})).await;
     h.oss.emulator.state().set_rule("before", None);
     h.start_controller();
-    h.wait_ready("during", "True", "InSync").await;
+    h.wait_in_sync("during").await;
     h.wait_for("before", "a drift correction", |o| {
         o.status.as_ref().is_some_and(|s| s.drift_corrections == 1)
     })
@@ -594,7 +615,7 @@ async fn operator_credentials_serve_resources_without_a_secret() {
         .create(&Default::default(), &serde_json::from_value(document).unwrap())
         .await
         .unwrap();
-    h.wait_ready("own-creds", "True", "InSync").await;
+    h.wait_in_sync("own-creds").await;
     assert_eq!(h.oss_rule("own-creds"), rule("AES256", "", ""));
 }
 
@@ -627,7 +648,7 @@ async fn namespaces_and_label_selectors_shard_the_fleet() {
         .create(&Default::default(), &labelled("elsewhere", "team-b"))
         .await
         .unwrap();
-    h.wait_ready("mine", "True", "InSync").await;
+    h.wait_in_sync("mine").await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(h.oss_rule("unlabelled"), None, "outside the label selector");
     assert_eq!(h.oss_rule("elsewhere"), None, "outside the namespace");
@@ -653,10 +674,11 @@ async fn a_change_costs_one_get_one_put_and_one_status_write() {
         0,
         "Retain: no finalizer write"
     );
-    // The next resync confirms: one GET and the Applied → InSync status write.
-    h.wait_ready("counted", "True", "InSync").await;
-    assert_eq!(gets(&h), 2);
-    assert_eq!(h.kube.count("patch", "bucketencryptions/status"), 2);
+    // The resyncs that confirm it cost one GET each and write nothing (Ready stays Applied).
+    // GET, PUT, GET, GET: the second GET's reconcile has finished once the third starts.
+    h.wait_requests("counted", 4).await;
+    assert_eq!(h.kube.count("patch", "bucketencryptions/status"), 1);
+    assert_eq!(h.oss.emulator.state().total("PutBucketEncryption"), 1);
 
     h.kube.reset_counters();
     h.oss.emulator.state().reset_counters();
@@ -700,7 +722,9 @@ async fn metrics_and_health_are_served() {
         std::future::pending(),
     ));
     h.create("metered", "metered", json!({})).await;
-    h.wait_ready("metered", "True", "InSync").await;
+    h.wait_in_sync("metered").await;
+    // GET, PUT, GET, GET: two reconciles done, the third started.
+    h.wait_requests("metered", 4).await;
 
     let http = reqwest::Client::new();
     assert_eq!(
@@ -905,7 +929,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     let b = replica(&h, "replica-b", stop_b_rx);
 
     h.create("led", "led", json!({})).await;
-    h.wait_ready("led", "True", "InSync").await;
+    h.wait_in_sync("led").await;
     let events = events_by_instance(&h, "led").await;
     assert!(
         !events.is_empty() && events.iter().all(|(_, who)| who == "replica-a"),
@@ -969,7 +993,7 @@ async fn losing_the_lease_stops_reconciling() {
     let (_stop, stop_rx) = tokio::sync::oneshot::channel();
     let a = replica(&h, "replica-a", stop_rx);
     h.create("usurped", "usurped", json!({})).await;
-    h.wait_ready("usurped", "True", "InSync").await;
+    h.wait_in_sync("usurped").await;
 
     // Another holder takes the lease (as after a network partition).
     let leases: kube::Api<Lease> = kube::Api::namespaced(h.kube.client(), "team-a");

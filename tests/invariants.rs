@@ -61,7 +61,7 @@ fn warnings(events: &[k8s_openapi::api::events::v1::Event]) -> Vec<(String, Stri
 async fn deleting_the_loser_of_a_conflict_leaves_the_winners_rule() {
     let h = Harness::start(&["contested"]).await;
     h.create("winner", "contested", json!({})).await;
-    h.wait_ready("winner", "True", "InSync").await;
+    h.wait_in_sync("winner").await;
     next_second().await;
     h.create(
         "loser",
@@ -90,7 +90,7 @@ async fn deleting_the_loser_of_a_conflict_leaves_the_winners_rule() {
 async fn one_bucket_named_through_two_endpoint_spellings_has_one_owner() {
     let h = Harness::start(&["spelt-twice"]).await;
     h.create("first", "spelt-twice", json!({})).await;
-    h.wait_ready("first", "True", "InSync").await;
+    h.wait_in_sync("first").await;
     next_second().await;
     let localhost = format!("http://localhost:{}", h.oss.emulator.endpoint().port().unwrap());
     h.create(
@@ -114,7 +114,7 @@ async fn one_bucket_named_through_two_endpoint_spellings_has_one_owner() {
 async fn the_next_in_line_takes_over_promptly_when_the_owner_goes() {
     let h = Harness::start(&["handed-over"]).await;
     h.create("owner", "handed-over", json!({})).await;
-    h.wait_ready("owner", "True", "InSync").await;
+    h.wait_in_sync("owner").await;
     next_second().await;
     h.create("heir", "handed-over", json!({"algorithm": "SM4"})).await;
     h.wait_ready("heir", "False", "Conflict").await;
@@ -146,7 +146,7 @@ async fn the_next_in_line_takes_over_promptly_when_the_owner_goes() {
 async fn a_spec_change_that_fails_transiently_is_not_reported_ready() {
     let h = Harness::start(&["stubborn"]).await;
     h.create("stubborn", "stubborn", json!({})).await;
-    h.wait_ready("stubborn", "True", "InSync").await;
+    h.wait_in_sync("stubborn").await;
     h.oss.emulator.state().set_faults(Faults {
         internal_error_rate: 1.0,
         ..Faults::default()
@@ -212,7 +212,7 @@ async fn a_spec_change_that_fails_transiently_is_not_reported_ready() {
 async fn a_drift_correction_is_counted_in_status_and_metrics() {
     let h = Harness::start(&["watched"]).await;
     h.create("watched", "watched", json!({})).await;
-    h.wait_ready("watched", "True", "InSync").await;
+    h.wait_in_sync("watched").await;
     h.oss.emulator.state().set_rule(
         "watched",
         Some(StoredRule {
@@ -244,7 +244,7 @@ async fn deletion_ends_when_the_namespace_and_its_secret_go() {
     let h = Harness::start(&["orphaned"]).await;
     h.create("orphaned", "orphaned", json!({"deletionPolicy": "Delete"}))
         .await;
-    let object = h.wait_ready("orphaned", "True", "InSync").await;
+    let object = h.wait_in_sync("orphaned").await;
     assert!(has_finalizer(&object));
     // What namespace deletion does: the Secret goes at once, the resource waits for its finalizer.
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
@@ -355,7 +355,7 @@ async fn resync_intervals_are_bounded_and_never_crash_the_operator() {
     h.wait_ready("absurd", "False", "InvalidSpec").await;
     // The operator is still alive and serving.
     h.create("after", "after", json!({})).await;
-    h.wait_ready("after", "True", "InSync").await;
+    h.wait_in_sync("after").await;
     assert_eq!(h.oss_rule("daily"), rule("AES256"));
     assert_eq!(h.oss_rule("too-slow"), None);
     assert_eq!(h.oss_rule("absurd"), None);
@@ -385,7 +385,7 @@ async fn a_forbidden_secret_read_is_a_kubernetes_error_backed_off_as_terminal() 
     let mut clock = h.resource("clock", "clock", json!({}));
     clock.spec.credentials = None;
     h.api.create(&Default::default(), &clock).await.unwrap();
-    h.wait_ready("clock", "True", "InSync").await;
+    h.wait_in_sync("clock").await;
     let gets = h.oss.emulator.state().total("GetBucketEncryption");
     wait_for_gets(&h, gets + 10).await;
     let retries = h.kube.count("get", "secrets") - reads;

@@ -181,7 +181,7 @@ async fn a_policy_writes_nothing_before_it_knows_the_resources() {
     assert_eq!(algorithm(&h, "p-owned").as_deref(), Some("AES256"));
     assert_eq!(algorithm(&h, "p-free-1").as_deref(), Some("KMS"));
     assert_eq!(algorithm(&h, "p-free-2").as_deref(), Some("KMS"));
-    h.wait_ready("owned", "True", "InSync").await;
+    h.wait_in_sync("owned").await;
 }
 
 #[tokio::test]

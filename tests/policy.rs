@@ -62,7 +62,7 @@ async fn observe_reports_exact_counts_and_writes_nothing() {
         json!({"algorithm": "KMS", "region": REGIONS[10 % 3]}),
     )
     .await;
-    h.wait_ready("owned", "True", "InSync").await;
+    h.wait_in_sync("owned").await;
     let before = h.oss.writes();
     create_policy(
         &h,
@@ -150,7 +150,7 @@ async fn manage_fixes_exactly_the_non_compliant_unowned_unexcluded_buckets_and_n
         json!({"algorithm": "None", "region": REGIONS[4 % 3]}),
     )
     .await;
-    h.wait_ready("owned", "True", "InSync").await;
+    h.wait_in_sync("owned").await;
     let before = rules(&h);
     let writes_before = h.oss.writes();
     create_policy(

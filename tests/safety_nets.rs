@@ -64,7 +64,7 @@ async fn a_key_disabled_under_an_in_sync_bucket_is_reported_then_recovers() {
     .await;
     h.wait_ready("live", "True", "Applied").await;
     h.ticks(2).await;
-    h.wait_ready("live", "True", "InSync").await;
+    h.wait_in_sync("live").await;
     let writes_before = h.oss.writes();
 
     h.oss.emulator.state().put_kms_key(
@@ -94,7 +94,7 @@ async fn a_key_disabled_under_an_in_sync_bucket_is_reported_then_recovers() {
     );
 
     h.oss.emulator.state().put_kms_key("key-live", enabled());
-    h.wait_ready("live", "True", "InSync").await;
+    h.wait_in_sync("live").await;
     assert_eq!(h.oss.writes(), writes_before, "recovery needs no write either");
 }
 

@@ -43,7 +43,7 @@ async fn deleting_the_crd_retains_a_delete_policy_rule_and_ends() {
             .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
     })
     .await;
-    h.wait_ready("kept", "True", "InSync").await;
+    h.wait_in_sync("kept").await;
     assert_eq!(h.oss_rule("kept-sm4"), Some(("SM4".into(), "".into(), "".into())));
 
     let crds: Api<CustomResourceDefinition> = Api::all(h.kube.client());

@@ -260,11 +260,16 @@ async fn one(
         signature_version: desired.signature_version,
     };
 
-    let observed = engine
-        .client
-        .get_encryption(&target, &credentials)
-        .await
-        .map_err(|e| e.to_string())?;
+    // The key check most likely needed runs alongside the read, not queued behind it.
+    let likely = preflight::likely_key(desired.rule.as_ref(), resource.spec.management_policy);
+    let early_check = async {
+        match (&engine.key_checker, likely) {
+            (Some(checker), Some(key)) => Some(checker.check(&desired.region, key, &credentials).await),
+            _ => None,
+        }
+    };
+    let (observed, early) = tokio::join!(engine.client.get_encryption(&target, &credentials), early_check);
+    let observed = observed.map_err(|e| e.to_string())?;
     row.current = crate::oss::describe_rule(observed.value.as_ref());
     row.request_id = observed.request_id.clone();
     let downgrades = Downgrades::allowed(resource.spec.allow_downgrade || engine.allow_downgrade);
@@ -276,6 +281,7 @@ async fn one(
     );
     let key = preflight::key_to_check(&decision.action, observed.value.as_ref());
     let verdict = match (&engine.key_checker, key) {
+        (Some(_), Some(key)) if Some(key) == likely => early,
         (Some(checker), Some(key)) => Some(checker.check(&desired.region, key, &credentials).await),
         _ => None,
     };

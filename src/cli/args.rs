@@ -33,6 +33,11 @@ pub enum Command {
     /// bucket (Observe and Retain unless --manage) plus a kustomization.yaml: the account into
     /// Git. `plan` over the result reports no change.
     Import(ImportArgs),
+    /// Is the data encrypted as the rule says? List each bucket's objects and read each examined
+    /// object's encryption (HeadObject): counts by encryption and CMK, objects below the rule,
+    /// and with --sample a uniform sample with a 95% interval. Read-only; exit 1 when an
+    /// examined object is below the rule.
+    Audit(AuditArgs),
     /// Run the controller: reconcile BucketEncryption resources of the cluster in the current
     /// kubeconfig context (KUBECONFIG, ~/.kube/config, or the in-cluster service account).
     Run(RunArgs),
@@ -151,6 +156,79 @@ pub struct ImportArgs {
     pub rate: OssRateArgs,
 }
 
+/// Flags of `audit`.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("buckets").required(true).args(["paths", "all_buckets"])))]
+pub struct AuditArgs {
+    /// Files or directories of BucketEncryption manifests: their buckets, each against the
+    /// manifest's rule. Repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub paths: Vec<std::path::PathBuf>,
+
+    /// Every bucket of the account (ListBuckets), each against its own default rule.
+    #[arg(long, conflicts_with = "paths")]
+    pub all_buckets: bool,
+
+    /// With --all-buckets: only buckets in this region (repeatable). The first one is also the
+    /// endpoint the account is listed through.
+    #[arg(long = "region", value_name = "REGION", requires = "all_buckets")]
+    pub regions: Vec<String>,
+
+    /// With --all-buckets: only buckets whose name starts with this.
+    #[arg(long, default_value = "", requires = "all_buckets")]
+    pub bucket_prefix: String,
+
+    /// Only objects whose key starts with this.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+
+    /// Examine a uniform sample of N objects per bucket (the whole listing is read, N HeadObject
+    /// requests are sent) and estimate the share below the rule with a 95% interval.
+    #[arg(long, value_name = "N", conflicts_with = "all", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub sample: Option<u64>,
+
+    /// Examine every object (one HeadObject request each; the default).
+    #[arg(long)]
+    pub all: bool,
+
+    /// Namespace of documents that do not name one.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+
+    /// Send every request to this endpoint instead of each bucket's own (host or https URL).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+
+    /// A YAML or JSON file with accessKeyId, accessKeySecret and optionally securityToken
+    /// (default: a Secret among the manifests, then the environment, then RRSA).
+    #[arg(long, value_name = "FILE")]
+    pub credentials_file: Option<std::path::PathBuf>,
+
+    /// Where credentials may be sent (as for `run`).
+    #[arg(long, value_delimiter = ',', default_value = ".aliyuncs.com")]
+    pub allowed_endpoint_suffixes: Vec<String>,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+
+    /// HeadObject requests in flight at once (per bucket; buckets are audited one after another).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    /// The most data-plane requests (ListObjectsV2, HeadObject) per second: the ceiling of their
+    /// own adaptive limiter, apart from the management calls' (OSS documents 10,000 per account).
+    #[arg(long, default_value_t = 2000.0, value_parser = parse_qps)]
+    pub data_qps: f64,
+
+    /// Data-plane requests allowed at once after an idle period.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub data_burst: u32,
+
+    #[command(flatten)]
+    pub rate: OssRateArgs,
+}
+
 /// The KMS key pre-flight (`run`, `plan` and `apply` alike).
 #[derive(Args, Debug, Clone)]
 pub struct KmsArgs {
@@ -174,8 +252,9 @@ pub struct KmsArgs {
     #[arg(long, default_value = "1m", value_parser = parse_timeout)]
     pub kms_cache_ttl: Duration,
 
-    /// The most KMS requests per second (a ceiling; adaptive below it when KMS throttles).
-    #[arg(long, default_value_t = 50.0, value_parser = parse_qps)]
+    /// The most KMS requests per second (a ceiling; adaptive below it when KMS throttles: the
+    /// shared gateway's quota for key queries is 50/s per account and region).
+    #[arg(long, default_value_t = crate::kms::DEFAULT_QPS_CEILING, value_parser = parse_qps)]
     pub kms_qps: f64,
 }
 

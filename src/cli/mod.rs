@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod args;
+pub mod audit;
 pub mod import;
 pub mod operator;
 pub mod ordered;

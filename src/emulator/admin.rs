@@ -58,6 +58,10 @@ pub fn routes(default_region: String) -> Router<Arc<EmulatorState>> {
             put(set_rule).delete(clear_rule),
         )
         .route(
+            &format!("{PREFIX}/buckets/{{bucket}}/seed"),
+            axum::routing::post(seed_objects),
+        )
+        .route(
             &format!("{PREFIX}/buckets/{{bucket}}/denied-access-keys/{{key}}"),
             put(deny_key).delete(allow_key),
         )
@@ -138,6 +142,22 @@ async fn set_rule(
     } else {
         Err((StatusCode::NOT_FOUND, format!("no bucket {bucket}")))
     }
+}
+
+/// Adds many objects at once: `{"prefix": "logs/", "count": 1000000, "encryptions":
+/// [{"algorithm": "KMS", "keyId": "k1"}, {}], "lastModified": "2024-01-01T00:00:00Z", "size": 1}`.
+async fn seed_objects(
+    State(state): Shared,
+    Path(bucket): Path<String>,
+    Json(seed): Json<super::objects::Seed>,
+) -> Result<StatusCode, (StatusCode, String)> {
+    if state.bucket(&bucket).is_none() {
+        return Err((StatusCode::NOT_FOUND, format!("no bucket {bucket}")));
+    }
+    state
+        .seed_objects(&bucket, seed)
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))
 }
 
 async fn clear_rule(State(state): Shared, Path(bucket): Path<String>) -> StatusCode {

@@ -9,11 +9,14 @@ use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 
 use super::auth::{SignedRequest, verify};
-use super::reply::{OssFault, connection_reset, empty_response, error_response, finish, xml_response};
+use super::objects::Route;
+use super::reply::{
+    OssFault, connection_reset, empty_response, error_response, finish, head_error_response, xml_response,
+};
 use super::state::{EmulatorState, StoredRule};
 use crate::oss::content_md5;
 use crate::oss::rule::SseAlgorithm;
-use crate::oss::sign::parse_query;
+use crate::oss::sign::{parse_query, percent_decode};
 use crate::oss::xml::{RawRule, parse_rule, raw_rule_to_xml};
 
 /// Which API a request is, for the counters.
@@ -104,6 +107,7 @@ fn list_buckets(
     let signed = SignedRequest {
         method: method.as_str(),
         bucket: None,
+        key: None,
         query: &query,
         headers: &header_pairs,
     };
@@ -171,7 +175,11 @@ pub async fn handle(
         .unwrap_or("")
         .to_owned();
     let service = is_service(&host, path);
-    let api = if service { "ListBuckets" } else { api_name(&method) };
+    let api = if service {
+        "ListBuckets"
+    } else {
+        object_route(&method, &host, path, raw_query, headers).map_or_else(|| api_name(&method), Route::api)
+    };
 
     let _serving = state.serving();
     let faults = state.faults();
@@ -196,6 +204,11 @@ pub async fn handle(
     };
     let (status, response) = match answered {
         Ok(ok) => ok,
+        // A HEAD answer has no body: OSS puts the error document, base64, in `x-oss-err`.
+        Err((fault, bucket)) if method == Method::HEAD => (
+            fault.status,
+            head_error_response(&fault, &request_id, &host, &bucket),
+        ),
         Err((fault, bucket)) => (fault.status, error_response(&fault, &request_id, &host, &bucket)),
     };
     state.count(api, status);
@@ -204,6 +217,24 @@ pub async fn handle(
 }
 
 type Answer = Result<(u16, Response), (OssFault, String)>;
+
+/// The query as OSS reads it: a literal `+` is a space (oss2 sends spaces so; a `+` itself
+/// arrives as `%2B`).
+fn oss_query(raw_query: &str) -> Vec<(String, String)> {
+    parse_query(&raw_query.replace('+', "%20"))
+}
+
+/// The object API a request is, if it is one (for the counters, before it is answered).
+fn object_route(
+    method: &Method,
+    host: &str,
+    path: &str,
+    raw_query: &str,
+    headers: &HeaderMap,
+) -> Option<Route> {
+    let (_, object) = address(host, path).ok()?;
+    Route::of(method, &percent_decode(&object), &oss_query(raw_query), headers)
+}
 
 fn answer(
     state: &EmulatorState,
@@ -216,6 +247,7 @@ fn answer(
 ) -> Answer {
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
     let (bucket, object) = address(host, path).map_err(|f| (f, String::new()))?;
+    let object = percent_decode(&object);
     state.count_bucket(&bucket);
     let fail = |fault: OssFault| (fault, bucket.clone());
 
@@ -223,16 +255,18 @@ fn answer(
         return Err(fail(fault));
     }
 
-    let query = parse_query(raw_query);
-    if !object.is_empty() || !query.iter().any(|(k, _)| k == "encryption") {
+    let query = oss_query(raw_query);
+    let route = Route::of(method, &object, &query, headers);
+    if route.is_none() && (!object.is_empty() || !query.iter().any(|(k, _)| k == "encryption")) {
         return Err(fail(OssFault::new(
             501,
             "NotImplemented",
-            "The OSS emulator implements only the bucket ?encryption APIs.",
+            "The OSS emulator implements only the bucket ?encryption APIs, ListObjectsV2, and \
+             PutObject, HeadObject and CopyObject.",
             "0000-00000000",
         )));
     }
-    if !matches!(*method, Method::GET | Method::PUT | Method::DELETE) {
+    if route.is_none() && !matches!(*method, Method::GET | Method::PUT | Method::DELETE) {
         return Err(fail(OssFault::new(
             405,
             "MethodNotAllowed",
@@ -248,6 +282,7 @@ fn answer(
     let signed = SignedRequest {
         method: method.as_str(),
         bucket: Some(&bucket),
+        key: Some(object.as_str()).filter(|k| !k.is_empty()),
         query: &query,
         headers: &header_pairs,
     };
@@ -265,6 +300,17 @@ fn answer(
         return Err(fail(OssFault::access_denied(
             "You have no right to access this bucket.",
         )));
+    }
+    if let Some(route) = route {
+        let request = super::objects::ObjectRequest {
+            bucket_name: &bucket,
+            bucket: &stored,
+            key: &object,
+            query: &query,
+            headers,
+            body,
+        };
+        return super::objects::answer(state, route, request).map_err(fail);
     }
 
     match *method {

@@ -21,6 +21,8 @@ pub struct SignedRequest<'a> {
     pub method: &'a str,
     /// `None` for service-level requests (ListBuckets).
     pub bucket: Option<&'a str>,
+    /// The object key (decoded), for object requests.
+    pub key: Option<&'a str>,
     pub query: &'a [(String, String)],
     pub headers: &'a [(String, String)],
 }
@@ -34,7 +36,7 @@ pub fn verify(
     let parts = RequestParts {
         method: request.method,
         bucket: request.bucket,
-        key: None,
+        key: request.key,
         query: request.query,
         headers: request.headers,
     };

@@ -10,6 +10,7 @@ mod admin;
 mod api;
 mod auth;
 mod kms;
+pub mod objects;
 mod reply;
 pub mod state;
 mod sts;

@@ -95,10 +95,10 @@ pub fn finish(mut response: Response, request_id: &str, now: jiff::Timestamp) ->
     response
 }
 
-/// The `<Error>` answer for a fault.
-pub fn error_response(fault: &OssFault, request_id: &str, host: &str, bucket: &str) -> Response {
+/// The `<Error>` document for a fault.
+fn error_body(fault: &OssFault, request_id: &str, host: &str, bucket: &str) -> ErrorBody {
     let (string_to_sign, access_key_id) = fault.signature_detail.as_deref().cloned().unwrap_or_default();
-    let body = ErrorBody {
+    ErrorBody {
         code: fault.code.to_owned(),
         message: fault.message.clone(),
         request_id: request_id.to_owned(),
@@ -108,10 +108,30 @@ pub fn error_response(fault: &OssFault, request_id: &str, host: &str, bucket: &s
         string_to_sign,
         access_key_id,
         recommend_doc: format!("https://api.aliyun.com/troubleshoot?q={}", fault.ec),
-    };
+    }
+}
+
+/// The `<Error>` answer for a fault.
+pub fn error_response(fault: &OssFault, request_id: &str, host: &str, bucket: &str) -> Response {
+    let body = error_body(fault, request_id, host, bucket);
     let mut response = xml_response(fault.status, error_to_xml(&body));
     if let Ok(value) = HeaderValue::from_str(fault.ec) {
         response.headers_mut().insert("x-oss-ec", value);
+    }
+    response
+}
+
+/// The error answer to a HEAD request: no body, the `<Error>` document base64-encoded in
+/// `x-oss-err` (as OSS sends it), the EC in `x-oss-ec`.
+pub fn head_error_response(fault: &OssFault, request_id: &str, host: &str, bucket: &str) -> Response {
+    use base64::Engine as _;
+    let xml = error_to_xml(&error_body(fault, request_id, host, bucket));
+    let mut response = empty_response(fault.status);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(xml);
+    for (name, value) in [("x-oss-err", encoded.as_str()), ("x-oss-ec", fault.ec)] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            response.headers_mut().insert(name, value);
+        }
     }
     response
 }

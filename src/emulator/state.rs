@@ -157,6 +157,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct EmulatorState {
     inner: Mutex<Inner>,
+    /// Objects (not persisted), under a lock of their own so listings do not hold up the rest.
+    objects: Mutex<super::objects::ObjectStore>,
     persist_path: Option<PathBuf>,
     started: Instant,
 }
@@ -190,6 +192,7 @@ impl EmulatorState {
         }
         Ok(Self {
             inner: Mutex::new(inner),
+            objects: Mutex::default(),
             persist_path,
             started: Instant::now(),
         })
@@ -325,7 +328,23 @@ impl EmulatorState {
     }
 
     pub fn delete_bucket(&self, name: &str) -> bool {
+        self.objects().remove_bucket(name);
         self.mutate_buckets(|buckets| buckets.remove(name).is_some())
+    }
+
+    /// The objects of every bucket.
+    pub fn objects(&self) -> std::sync::MutexGuard<'_, super::objects::ObjectStore> {
+        self.objects
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds many objects to an existing bucket at once (see [`super::objects::Seed`]).
+    pub fn seed_objects(&self, bucket: &str, seed: super::objects::Seed) -> Result<(), String> {
+        if self.bucket(bucket).is_none() {
+            return Err(format!("no bucket {bucket}"));
+        }
+        self.objects().seed(bucket, seed)
     }
 
     pub fn bucket(&self, name: &str) -> Option<Bucket> {

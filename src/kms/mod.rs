@@ -49,6 +49,13 @@ impl std::fmt::Debug for KmsObserver {
     }
 }
 
+/// The default ceiling on KMS requests per second. A ceiling only: the limiter is adaptive below
+/// it and settles at what the account accepts when KMS throttles (the shared gateway documents
+/// 50/s per account and region for key queries such as DescribeKey; a KMS instance's dedicated
+/// gateway allows more). A ceiling at the shared quota would make it the bound of every run that
+/// names many keys, even on accounts that allow more.
+pub const DEFAULT_QPS_CEILING: f64 = 1000.0;
+
 /// Client settings. `Default` is what the operator uses unless told otherwise.
 #[derive(Clone, Debug)]
 pub struct KmsConfig {
@@ -75,9 +82,7 @@ impl Default for KmsConfig {
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
-            // KMS's management APIs are limited per account far below OSS's; the cache keeps the
-            // operator's own need to a few calls per key and TTL.
-            qps: 50.0,
+            qps: DEFAULT_QPS_CEILING,
             burst: 10,
             network: Network::Public,
             endpoint: None,

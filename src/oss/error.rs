@@ -15,6 +15,10 @@ pub enum Operation {
     PutBucketEncryption,
     DeleteBucketEncryption,
     ListBuckets,
+    /// ListObjectsV2 (GetBucketV2): a page of a bucket's objects (data plane).
+    ListObjects,
+    /// HeadObject: one object's metadata, its encryption among them (data plane).
+    HeadObject,
 }
 
 impl Operation {
@@ -24,12 +28,15 @@ impl Operation {
             Self::PutBucketEncryption => "PutBucketEncryption",
             Self::DeleteBucketEncryption => "DeleteBucketEncryption",
             Self::ListBuckets => "ListBuckets",
+            Self::ListObjects => "ListObjectsV2",
+            Self::HeadObject => "HeadObject",
         }
     }
 
     pub fn method(self) -> &'static str {
         match self {
-            Self::GetBucketEncryption | Self::ListBuckets => "GET",
+            Self::GetBucketEncryption | Self::ListBuckets | Self::ListObjects => "GET",
+            Self::HeadObject => "HEAD",
             Self::PutBucketEncryption => "PUT",
             Self::DeleteBucketEncryption => "DELETE",
         }

@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod error;
 pub mod limiter;
 pub mod list;
+pub mod objects;
 pub mod rule;
 pub mod sign;
 pub mod transport;
@@ -218,12 +219,16 @@ struct Call<'a> {
     op: Operation,
     /// `None` for service-level calls (ListBuckets).
     bucket: Option<&'a str>,
+    /// The object key (decoded) for object calls (HeadObject).
+    key: Option<&'a str>,
     region: &'a str,
     endpoint: &'a Endpoint,
     version: SignatureVersion,
     /// Decoded query parameters (empty value = a bare name).
     query: Vec<(String, String)>,
     body: Option<String>,
+    /// The most bytes of an answer's body that are read.
+    body_limit: usize,
 }
 
 impl Call<'_> {
@@ -237,16 +242,22 @@ impl Call<'_> {
             }
         };
         let query: Vec<String> = self.query.iter().map(encode).collect();
+        // Every byte of a key but the unreserved ones is escaped, `/` too (as oss2 sends it), so
+        // no part of a key can read as a dot segment that URL normalisation would remove.
+        let key = self
+            .key
+            .map(|key| sign::uri_encode(key, false))
+            .unwrap_or_default();
         let base = match self.bucket {
             Some(bucket) if self.endpoint.is_path_style() => {
                 format!(
-                    "{}://{}/{bucket}/",
+                    "{}://{}/{bucket}/{key}",
                     self.endpoint.scheme().as_str(),
                     self.endpoint.authority()
                 )
             }
             Some(bucket) => format!(
-                "{}://{bucket}.{}/",
+                "{}://{bucket}.{}/{key}",
                 self.endpoint.scheme().as_str(),
                 self.endpoint.authority()
             ),
@@ -264,6 +275,8 @@ impl Call<'_> {
 struct RawReply {
     status: u16,
     body: bytes::Bytes,
+    /// The answer's headers (HeadObject reads its result from them).
+    headers: reqwest::header::HeaderMap,
     request_id: String,
     attempts: u32,
 }
@@ -284,6 +297,18 @@ impl OssClient {
             limiter: Arc::new(RateLimiter::new(config.qps, config.burst, config.rate_mode)),
             config: Arc::new(config),
             clock_offset_ms: Arc::new(AtomicI64::new(0)),
+        })
+    }
+
+    /// A client for the data plane (ListObjectsV2, HeadObject): the same HTTP client, settings,
+    /// allow-list and clock correction, but its own adaptive limiter with `qps` as the ceiling,
+    /// never shared with the management calls (OSS limits the two apart).
+    pub fn data_plane(&self, qps: f64, burst: u32) -> objects::ObjectClient {
+        objects::ObjectClient::new(Self {
+            http: self.http.clone(),
+            config: self.config.clone(),
+            limiter: Arc::new(RateLimiter::new(qps, burst, self.config.rate_mode)),
+            clock_offset_ms: self.clock_offset_ms.clone(),
         })
     }
 
@@ -415,11 +440,13 @@ impl OssClient {
         let call = Call {
             op,
             bucket: None,
+            key: None,
             region: &service.region,
             endpoint: &service.endpoint,
             version: service.signature_version,
             query: request.query(),
             body: None,
+            body_limit: transport::BODY_LIMIT,
         };
         let raw = self.send(&call, credentials).await?;
         let bad = |detail: String| OssError {
@@ -529,11 +556,13 @@ impl OssClient {
         let call = Call {
             op,
             bucket: Some(&target.bucket),
+            key: None,
             region: &target.region,
             endpoint: &target.endpoint,
             version: target.signature_version,
             query: vec![("encryption".to_owned(), String::new())],
             body,
+            body_limit: transport::BODY_LIMIT,
         };
         self.send(&call, credentials).await
     }
@@ -644,7 +673,7 @@ impl OssClient {
             sign::Target {
                 method: op.method(),
                 bucket: call.bucket,
-                key: None,
+                key: call.key,
                 query,
                 region: call.region,
             },
@@ -682,7 +711,8 @@ impl OssClient {
         let ec = header("x-oss-ec");
         let server_date = header("date");
         let oss_err = header("x-oss-err");
-        let body = match transport::read_body(response, transport::BODY_LIMIT).await {
+        let response_headers = response.headers().clone();
+        let body = match transport::read_body(response, call.body_limit).await {
             Ok(body) => body,
             Err(transport::BodyError::Transport(e)) => return Err(self.transport_error(&e)),
             Err(transport::BodyError::TooLarge { limit }) => {
@@ -697,6 +727,7 @@ impl OssClient {
             return Ok(RawReply {
                 status,
                 body,
+                headers: response_headers,
                 request_id,
                 attempts: 0,
             });

@@ -10,6 +10,7 @@ pub mod error;
 pub mod finalizer;
 pub mod grant_controller;
 pub mod grants;
+pub mod judge;
 pub mod ownership;
 pub mod plan;
 pub mod policy;
@@ -202,8 +203,7 @@ pub async fn run(
             // everything else is caught by the resync interval.
             let triggers = watcher(api, config.clone())
                 .default_backoff()
-                // managedFields are never read here; not caching them saves memory on a large fleet.
-                .modify(|object: &mut Guarded| object.managed_fields_mut().clear())
+                .modify(trim_cached)
                 .reflect(writer)
                 .inspect(move |event| {
                     let Ok(event) = event else { return };
@@ -349,6 +349,14 @@ async fn policies(
             return;
         }
     }
+}
+
+/// What the cache keeps of a resource: everything reconcile reads, not managedFields nor
+/// annotations (never read here; kubectl's last-applied-configuration alone repeats the whole
+/// object), which saves memory on a large fleet.
+fn trim_cached(object: &mut Guarded) {
+    object.managed_fields_mut().clear();
+    object.annotations_mut().clear();
 }
 
 /// The claims index policies read: this instance's own when its caches hold every resource of

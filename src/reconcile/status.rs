@@ -323,6 +323,26 @@ pub fn set_condition(
     }
 }
 
+/// The stored Ready of the write this reconcile merely confirms: when the report says the
+/// generation is in sync (nothing written) and the stored Ready already says `Applied` for the
+/// same generation, that Ready stays. Relabelling it `InSync` would say nothing new and cost one
+/// Kubernetes write per object after every OSS write; `InSync=True` already tells the rest.
+fn confirmed_write(
+    stored: &BucketEncryptionStatus,
+    generation: Option<i64>,
+    report: &Report,
+) -> Option<ConditionState> {
+    let confirms = report.settled && report.ready.status && report.ready.reason == Reason::InSync;
+    let applied = stored.conditions.iter().find(|c| {
+        c.type_ == "Ready"
+            && c.status == "True"
+            && c.reason == Reason::Applied.as_str()
+            && c.observed_generation == generation
+    })?;
+    (confirms && stored.observed_generation == generation)
+        .then(|| ConditionState::new(true, Reason::Applied, applied.message.clone()))
+}
+
 /// The status to write, or `None` when the stored one already says all of it.
 pub fn next_status(
     current: Option<&BucketEncryptionStatus>,
@@ -336,8 +356,9 @@ pub fn next_status(
     if report.settled {
         next.observed_generation = generation;
     }
+    let ready = confirmed_write(&stored, generation, report).unwrap_or_else(|| report.ready.clone());
     if report.settled || !has_ready {
-        upsert(&mut next.conditions, "Ready", &report.ready, generation, now);
+        upsert(&mut next.conditions, "Ready", &ready, generation, now);
     }
     upsert(&mut next.conditions, "Synced", &report.synced, generation, now);
     if let Some(in_sync) = &report.in_sync {
@@ -345,15 +366,15 @@ pub fn next_status(
     }
     // The failure's text as Synced keeps it (stable across retries), else Ready's.
     let verdict = if report.synced.status {
-        &report.ready
+        &ready
     } else {
         &report.synced
     };
     set_progress(
         &mut next.conditions,
         Wanted {
-            status: report.ready.status,
-            reason: report.ready.reason.as_str(),
+            status: ready.status,
+            reason: ready.reason.as_str(),
             message: &verdict.message,
         },
         report.settled,
@@ -544,6 +565,34 @@ mod tests {
                 .status,
             "False"
         );
+    }
+
+    #[test]
+    fn a_resync_that_confirms_the_last_write_writes_nothing() {
+        let applied = Report {
+            ready: ConditionState::new(
+                true,
+                Reason::Applied,
+                "PutBucketEncryption AES256 (bucket had no rule; request id R1)",
+            ),
+            ..in_sync("R1")
+        };
+        let stored = next_status(None, Some(1), &applied, "T1").unwrap();
+        assert_eq!(condition(&stored, "Ready"), ("True", "Applied"));
+        assert_eq!(
+            next_status(Some(&stored), Some(1), &in_sync("R2"), "T2"),
+            None,
+            "relabelling Applied as InSync says nothing new"
+        );
+        // A new generation that OSS already satisfies is news: written, as InSync.
+        let next = next_status(Some(&stored), Some(2), &in_sync("R3"), "T3").unwrap();
+        assert_eq!(condition(&next, "Ready"), ("True", "InSync"));
+        assert_eq!(next.observed_generation, Some(2));
+        // So is a recovery from a failure after the write.
+        let denied = Report::failed(Reason::AccessDenied, "403", None);
+        let failed = next_status(Some(&stored), Some(1), &denied, "T4").unwrap();
+        let recovered = next_status(Some(&failed), Some(1), &in_sync("R5"), "T5").unwrap();
+        assert_eq!(condition(&recovered, "Ready"), ("True", "InSync"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! One reconcile as named steps:
+//! One reconcile as named steps (the judgement of what they found is `judge.rs`):
 //! validate → permission → ownership → finalizer → resolve → observe → plan → pre-flight → apply → report →
 //! requeue.
 //! Deletion goes to the finalizer; an object that cannot be deserialised is reported (or, when
@@ -17,13 +17,14 @@ use super::context::{Context, Guarded};
 use super::error::{Error, Retry};
 use super::finalizer;
 use super::grants::Permission;
+use super::judge::{self, Findings};
 use super::ownership::{Claim, owner_of};
 use super::plan::{self, Action as OssAction, Downgrades, Plan};
 use super::preflight::{self, Held};
 use super::report::{self, event, publish};
 use super::schedule;
-use super::status::{ConditionState, Reason, Report, stable_message};
-use crate::api::{BucketEncryption, DesiredState, ManagementPolicy};
+use super::status::{Reason, Report, stable_message};
+use crate::api::{BucketEncryption, DesiredState};
 use crate::kms::Verdict;
 use crate::oss::{BucketTarget, CredentialsProvider, EncryptionRule, Reply};
 
@@ -102,7 +103,13 @@ async fn sync(resource: &BucketEncryption, ctx: &Context) -> Result<Outcome, Err
         bucket: desired.bucket.clone(),
     })?;
     let (target, credentials) = connect::resolve(resource, &desired, ctx).await?;
-    let observed = ctx.oss.get_encryption(&target, &credentials).await?;
+    // The key check most likely needed runs alongside the read, not queued behind it.
+    let likely = preflight::likely_key(desired.rule.as_ref(), resource.spec.management_policy);
+    let (observed, early) = tokio::join!(
+        ctx.oss.get_encryption(&target, &credentials),
+        early_check(likely, &desired.region, &credentials, ctx)
+    );
+    let observed = observed?;
     let decision = plan::plan(
         desired.rule.as_ref(),
         observed.value.as_ref(),
@@ -117,6 +124,7 @@ async fn sync(resource: &BucketEncryption, ctx: &Context) -> Result<Outcome, Err
                 observed.value.as_ref(),
                 &desired.region,
                 &credentials,
+                likely.zip(early),
                 ctx,
             )
             .await?
@@ -134,7 +142,15 @@ async fn sync(resource: &BucketEncryption, ctx: &Context) -> Result<Outcome, Err
         ),
         fastrand::f64(),
     );
-    let (report, events) = judge(resource, &desired, observed, &decision, written, held);
+    let (report, events) = judge::judge(Findings {
+        policy: resource.spec.management_policy,
+        was_in_sync: judge::was_in_sync(resource),
+        desired: desired.rule.as_ref(),
+        observed,
+        decision: &decision,
+        written,
+        held,
+    });
     if report.drift_corrected {
         ctx.metrics.drift_corrected();
     }
@@ -178,14 +194,28 @@ pub fn ownership(resource: &BucketEncryption, ctx: &Context) -> Result<(), Strin
     }
 }
 
+/// The KMS pre-flight of the likely key (see [`preflight::likely_key`]), when switched on.
+async fn early_check(
+    likely: Option<&str>,
+    region: &str,
+    credentials: &CredentialsProvider,
+    ctx: &Context,
+) -> Option<Verdict> {
+    let (Some(checker), Some(key)) = (&ctx.settings.key_checker, likely) else {
+        return None;
+    };
+    Some(checker.check(region, key, credentials).await)
+}
+
 /// The KMS pre-flight (when switched on) of the key the rule in force afterwards names: `None`
 /// when there is none or OSS can use it, `Held` when it cannot, an error when the check could
-/// not run (never a pass).
+/// not run (never a pass). `early` is the verdict already had for a key, used when it is the one.
 async fn check_key(
     decision: &Plan,
     observed: Option<&EncryptionRule>,
     region: &str,
     credentials: &CredentialsProvider,
+    early: Option<(&str, Verdict)>,
     ctx: &Context,
 ) -> Result<Option<Held>, Error> {
     let (Some(checker), Some(key)) = (
@@ -194,7 +224,11 @@ async fn check_key(
     ) else {
         return Ok(None);
     };
-    match checker.check(region, key, credentials).await {
+    let verdict = match early {
+        Some((checked, verdict)) if checked == key => verdict,
+        _ => checker.check(region, key, credentials).await,
+    };
+    match verdict {
         Verdict::Usable { .. } => Ok(None),
         verdict @ Verdict::NotUsable { .. } => Ok(Some(Held::KeyNotUsable(verdict.describe()))),
         Verdict::CheckFailed(error) => Err(Error::KeyCheckFailed(error)),
@@ -219,108 +253,6 @@ async fn apply(
             ctx.oss.delete_encryption(target, credentials).await?,
         )),
     })
-}
-
-/// Whether the stored status says OSS held this generation's rule: Ready=True for the current
-/// generation. Only then is a difference found now drift (a change made behind our back).
-fn was_in_sync(resource: &BucketEncryption) -> bool {
-    let generation = resource.meta().generation;
-    resource.status.as_ref().is_some_and(|s| {
-        s.observed_generation == generation
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation)
-    })
-}
-
-/// Pure: the report and events of a reconcile that went through.
-fn judge(
-    resource: &BucketEncryption,
-    desired: &DesiredState,
-    observed: Reply<Option<EncryptionRule>>,
-    decision: &Plan,
-    written: Option<(&'static str, Reply<()>)>,
-    held: Option<Held>,
-) -> (Report, Vec<Event>) {
-    let synced = ConditionState::new(true, Reason::ReconcileSuccess, "");
-    let wanted = crate::oss::describe_rule(desired.rule.as_ref());
-    let in_sync = match &decision.drift {
-        None => ConditionState::new(true, Reason::InSync, format!("bucket has {wanted}")),
-        Some(drift) => ConditionState::new(false, Reason::Drifted, drift.to_string()),
-    };
-    let mut report = Report {
-        ready: ConditionState::new(true, Reason::InSync, format!("bucket has {wanted}")),
-        settled: true,
-        synced,
-        in_sync: Some(in_sync),
-        observed: Some(observed.value.clone()),
-        request_id: Some(observed.request_id.clone()),
-        drift_corrected: false,
-    };
-    let mut events = Vec::new();
-    if let Some(held) = held {
-        let (reason, message) = match (held, &decision.drift) {
-            (Held::Downgrade, drift) => (
-                Reason::DowngradeBlocked,
-                format!(
-                    "{}: that weakens the bucket's encryption (None < AES256 = SM4 < KMS), so nothing \
-                     is written; set spec.allowDowngrade: true to allow it",
-                    drift.as_ref().map(ToString::to_string).unwrap_or_default()
-                ),
-            ),
-            (Held::KeyNotUsable(verdict), Some(_)) if decision.action != OssAction::Nothing => {
-                (Reason::KeyNotUsable, format!("{verdict}; nothing is written"))
-            }
-            (Held::KeyNotUsable(verdict), _) => (Reason::KeyNotUsable, verdict),
-        };
-        events.push(event(EventType::Warning, reason.as_str(), &message));
-        report.ready = ConditionState::new(false, reason, message);
-        return (report, events);
-    }
-    let observe = resource.spec.management_policy == ManagementPolicy::Observe;
-    if observe {
-        // Observe mode's job is to read and report: done, whatever InSync says.
-        let seen = crate::oss::describe_rule(observed.value.as_ref());
-        report.ready = ConditionState::new(
-            true,
-            Reason::Observed,
-            format!("Observe mode: bucket has {seen} (InSync says whether that is the spec's rule)"),
-        );
-    }
-    match (written, &decision.drift) {
-        (None, None) => {}
-        (None, Some(drift)) => {
-            events.push(event(EventType::Warning, "DriftDetected", drift.to_string()));
-            let note = format!("{drift} (Observe mode: not corrected)");
-            report.in_sync = Some(ConditionState::new(false, Reason::Drifted, note));
-        }
-        (Some((api, reply)), drift) => {
-            let drift_text = drift.as_ref().map(ToString::to_string).unwrap_or_default();
-            let note = format!("{api} {wanted} ({drift_text}; request id {})", reply.request_id);
-            let corrected = was_in_sync(resource);
-            let reason = match (corrected, &decision.action) {
-                (true, _) => "DriftCorrected",
-                (false, OssAction::Delete) => "Deleted",
-                (false, _) => "Applied",
-            };
-            let kind = if corrected {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            };
-            events.push(event(kind, reason, &note));
-            report.ready = ConditionState::new(true, Reason::Applied, note);
-            report.in_sync = Some(ConditionState::new(
-                true,
-                Reason::InSync,
-                format!("bucket has {wanted}"),
-            ));
-            report.observed = Some(desired.rule.clone());
-            report.request_id = Some(reply.request_id);
-            report.drift_corrected = corrected;
-        }
-    }
-    (report, events)
 }
 
 async fn report_outcome(resource: &BucketEncryption, outcome: &Outcome, ctx: &Context) -> Result<(), Error> {

@@ -30,6 +30,7 @@ RESOURCES = [
     ("events.k8s.io", "v1", "events", "Event", True),
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False),
     ("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor", True),
+    ("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule", True),
     ("oss.encryption.dev", "v1alpha1", "bucketencryptions", "BucketEncryption", True),
     ("oss.encryption.dev", "v1alpha1", "bucketencryptionpolicies", "BucketEncryptionPolicy", False),
     ("oss.encryption.dev", "v1alpha1", "bucketencryptiongrants", "BucketEncryptionGrant", False),

@@ -1,6 +1,7 @@
 """The part of kustomize the project's kustomizations use: resources (files and directories),
-components, namespace, images and JSON 6902 patches with a kind/name target. Anything else in a
-kustomization fails loudly. `kubectl kustomize`, where installed, is compared against it."""
+components, namespace, images and JSON 6902 patches with a kind/name target (a patch that renames
+a ServiceAccount renames it where the pods and bindings name it, as kustomize's name references
+do). Anything else in a kustomization fails loudly. `kubectl kustomize`, where installed, is compared against it."""
 import copy
 from pathlib import Path
 
@@ -48,6 +49,18 @@ def build(directory):
     return patch_all(objects, directory, kustomization.get("patches", []))
 
 
+def rename_service_account_references(objects, old, new):
+    """What kustomize's name reference transformer does when a patch renames a ServiceAccount."""
+    for obj in objects:
+        spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+        if spec.get("serviceAccountName") == old:
+            spec["serviceAccountName"] = new
+        if obj["kind"] in ("RoleBinding", "ClusterRoleBinding"):
+            for subject in obj.get("subjects", []):
+                if subject.get("kind") == "ServiceAccount" and subject.get("name") == old:
+                    subject["name"] = new
+
+
 def build_component(directory, component):
     objects = []
     for entry in component.get("resources", []):
@@ -68,8 +81,11 @@ def patch_all(objects, directory, patches):
         matched = [o for o in objects if o["kind"] == target["kind"] and o["metadata"]["name"] == target.get("name", o["metadata"]["name"])]
         assert matched, f"patch target {target} matches nothing"
         for obj in matched:
+            before = obj["metadata"]["name"]
             for op in ops:
                 apply_op(obj, op)
+            if obj["kind"] == "ServiceAccount" and obj["metadata"]["name"] != before:
+                rename_service_account_references(objects, before, obj["metadata"]["name"])
     return objects
 
 

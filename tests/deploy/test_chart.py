@@ -39,6 +39,9 @@ EVERYTHING = {
                                    "whenUnsatisfiable": "ScheduleAnyway",
                                    "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "{{ .Release.Name }}"}}}],
     "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}, "interval": "1m"},
+    "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"},
+                       "additionalRules": [{"alert": "OssEncryptionOperatorDown", "expr": "up == 0", "for": "5m"}]},
+    "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Operators"}},
     "networkPolicy": {"enabled": True, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]},
 }
 RRSA_LABELS = {"pod-identity.alibabacloud.com/injection": "on"}
@@ -50,7 +53,8 @@ COMBINATIONS = {
     "single replica without leader election": {"replicas": 1, "leaderElection": {"enabled": False}},
     "namespaced without policies": {"namespaces": ["team-a"], "policies": {"enabled": False}},
     "namespaced watching the release namespace and default": {"namespaces": [NAMESPACE, "default"]},
-    "network policy without scrapers": {"networkPolicy": {"enabled": True}},
+    "network policy with the default scrapers": {"networkPolicy": {"enabled": True}},
+    "network policy without scrapers": {"networkPolicy": {"enabled": True, "metricsFrom": []}},
     "no PDB": {"podDisruptionBudget": {"enabled": False}},
     "three replicas": {"replicas": 3},
     "two shards": {"shards": 2},
@@ -83,7 +87,7 @@ def test_every_documented_combination_is_valid_for_kubernetes_1_30_to_1_37(name)
     assert KUBERNETES_VERSIONS[0] == "1.30.0" and KUBERNETES_VERSIONS[-1] == "1.37.0"
     objects = rendered(name).objects
     unknown = validate(objects)
-    assert set(unknown) <= {"ServiceMonitor", "BucketEncryptionGrant"}, unknown
+    assert set(unknown) <= {"ServiceMonitor", "PrometheusRule", "BucketEncryptionGrant"}, unknown
     for grant in [o for o in objects if o["kind"] == "BucketEncryptionGrant"]:
         assert_valid_grant(grant)
 
@@ -333,6 +337,11 @@ def test_network_policy_admits_only_the_listed_scrapers_to_the_metrics_port():
     assert rule["from"] == EVERYTHING["networkPolicy"]["metricsFrom"]
     closed = render(COMBINATIONS["network policy without scrapers"]).one("NetworkPolicy")
     assert closed["spec"]["ingress"] == []
+    # The default admits the namespaces Prometheus usually runs in: ACK's Managed Service for
+    # Prometheus agent (arms-prom), kube-prometheus-stack's monitoring; the same as kustomize's.
+    [default] = render(COMBINATIONS["network policy with the default scrapers"]).one("NetworkPolicy")["spec"]["ingress"]
+    assert default["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+                               for name in ("arms-prom", "monitoring")]
     assert "without authentication" not in chart.notes
     assert "without authentication" in render().notes
 
@@ -452,13 +461,49 @@ def test_extra_args_repeating_a_chart_flag_fail_the_render(flag):
     assert "extraArgs repeats " + flag.split("=")[0] in message, message
 
 
-@pytest.mark.parametrize("interval", ["10s", "29s", "0s", "500ms"])
-def test_a_resync_interval_below_the_binarys_30s_minimum_fails_the_install(interval):
-    assert "resyncInterval" in render_error({"resyncInterval": interval})
+# (resyncInterval, whether the binary takes it for --resync-interval): its parser
+# (api::parse_duration: numbers with a unit each, fractions allowed) and its bounds, 30s to 24h.
+RESYNC_TABLE = [
+    ("30s", True), ("90s", True), ("5m", True), ("1m30s", True), ("2h", True), ("1.5h", True),
+    ("0h5m", True), ("0.5m", True), ("30000ms", True), ("24h", True), ("23h59m60s", True), ("1440m", True),
+    (".5h", True), ("5.m", True), ("1h.5m", True), ("0005m", True),
+    ("10s", False), ("29s", False), ("0s", False), ("500ms", False), ("29999ms", False), ("0.49m", False),
+    ("25h", False), ("24h1s", False), ("86401s", False), ("1d", False), ("5", False), ("", False),
+    ("5 m", False), ("-5m", False), ("1e3s", False), ("1.2.3s", False), (".s", False), ("5M", False),
+    ("1h30", False), ("PT5M", False), ("99999999999999999999999h", False),
+]
 
 
-@pytest.mark.parametrize("interval", ["30s", "90s", "5m", "1m30s", "2h"])
-def test_a_resync_interval_the_schema_accepts_the_binary_accepts(interval):
-    args = render({"resyncInterval": interval}).args()
-    run = subprocess.run([str(BINARY), *args, "--help"], capture_output=True, text=True)
-    assert run.returncode == 0, f"{interval}: {run.stderr}"
+@pytest.mark.parametrize("interval,accepted", RESYNC_TABLE)
+def test_the_chart_accepts_exactly_the_resync_intervals_the_binary_accepts(interval, accepted):
+    binary = subprocess.run([str(BINARY), "run", f"--resync-interval={interval}", "--help"],
+                            capture_output=True, text=True)
+    assert (binary.returncode == 0) == accepted, f"the binary on {interval!r}: {binary.stderr}"
+    if accepted:
+        args = render({"resyncInterval": interval}).args()
+        assert f"--resync-interval={interval}" in args
+        rendered = subprocess.run([str(BINARY), *args, "--help"], capture_output=True, text=True)
+        assert rendered.returncode == 0, f"{interval}: {rendered.stderr}"
+    else:
+        assert "resyncInterval" in render_error({"resyncInterval": interval})
+
+
+@pytest.mark.parametrize("ttl,accepted", [("1m", True), ("0s", True), ("1.5h", True), ("24h", True),
+                                          ("24h1s", False), ("25h", False), ("1d", False)])
+def test_the_chart_accepts_exactly_the_kms_cache_ttls_the_binary_accepts(ttl, accepted):
+    binary = subprocess.run([str(BINARY), "run", f"--kms-cache-ttl={ttl}", "--help"], capture_output=True, text=True)
+    assert (binary.returncode == 0) == accepted, f"the binary on {ttl!r}: {binary.stderr}"
+    if accepted:
+        assert f"--kms-cache-ttl={ttl}" in render({"kms": {"cacheTTL": ttl}}).args()
+    else:
+        message = render_error({"kms": {"cacheTTL": ttl}})
+        assert "kms.cacheTTL" in message or "/kms/cacheTTL" in message, message
+
+
+@pytest.mark.parametrize("interval,accepted", [("30s", True), ("1m30s", True), ("1.5m", False), ("90", False)])
+def test_the_service_monitor_interval_takes_prometheus_durations_only(interval, accepted):
+    values = {"serviceMonitor": {"enabled": True, "interval": interval}}
+    if accepted:
+        assert render(values).one("ServiceMonitor")["spec"]["endpoints"][0]["interval"] == interval
+    else:
+        assert "interval" in render_error(values)

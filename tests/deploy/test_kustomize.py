@@ -21,7 +21,7 @@ def by_kind(objects, kind):
 @pytest.mark.parametrize("directory", OVERLAYS)
 def test_every_kustomization_is_valid_for_kubernetes_1_30_to_1_37(directory):
     unknown = validate(kustomize(directory))
-    assert set(unknown) <= {"ServiceMonitor", "BucketEncryption"}, unknown
+    assert set(unknown) <= {"ServiceMonitor", "PrometheusRule", "BucketEncryption"}, unknown
 
 
 def test_the_base_namespace_enforces_the_restricted_pod_security_standard():
@@ -64,7 +64,7 @@ def test_the_base_keeps_a_replica_through_node_drains():
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
 
 
-def test_the_network_policy_component_admits_only_monitoring_to_the_metrics_port():
+def test_the_network_policy_component_admits_only_prometheus_namespaces_to_the_metrics_port():
     base = kustomize("deploy/base")
     secured = kustomize("deploy/secured")
     assert not by_kind(base, "NetworkPolicy")
@@ -75,7 +75,9 @@ def test_the_network_policy_component_admits_only_monitoring_to_the_metrics_port
     [rule] = policy["spec"]["ingress"]
     ports = {p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
     assert [p["port"] for p in rule["ports"]] == ["http-metrics"] and "http-metrics" in ports
-    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    # ACK's Managed Service for Prometheus agent (arms-prom) and kube-prometheus-stack's usual namespace.
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+                            for name in ("arms-prom", "monitoring")]
 
 
 def demo():

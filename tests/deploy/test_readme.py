@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, render
+from conftest import ROOT, kustomize, render
 from mini_kustomize import build
 
 SECTIONS = ["## Try it on kind or minikube", "## Install in a cluster"]
@@ -127,3 +127,51 @@ def test_the_rrsa_trust_policy_names_the_service_accounts_the_installs_create():
     [helm_account] = chart.of_kind("ServiceAccount")
     assert helm_account["metadata"]["name"] == "oeo-oss-encryption-operator"
     assert "system:serviceaccount:<release namespace>:<release>-oss-encryption-operator" in readme
+
+
+def test_the_quickstart_builds_one_profile_and_ci_runs_its_test_command():
+    [block] = shell_blocks("## Quickstart (a fresh machine with Rust)")
+    main_job, test_command = commands(block)
+    # One build profile for both: the main job on the dev profile, which the tests reuse.
+    assert main_job == "cargo run -- apply --emulator -f examples/"
+    assert test_command == "cargo nextest run --locked"
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert test_command in ci, ".ci/run must run exactly the README's test command"
+    readme = (ROOT / "README.md").read_text()
+    # `cargo run --release` would build a second, optimised profile; the release build is the
+    # documented `cargo build --release` for real use (and the benchmarks').
+    assert "cargo run --release" not in readme
+    assert "cargo build --release --locked" in readme
+
+
+def test_the_readme_rrsa_overlay_renames_the_service_account_everywhere(scratch):
+    # The README's overlays, written in the scratch clone as its commands write them;
+    # kustomize() compares the project's renderer with `kubectl kustomize` where kubectl exists.
+    for block in shell_blocks("## Install in a cluster"):
+        for command in commands(block):
+            if command.startswith("mkdir -p deploy/local"):
+                subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=scratch, check=True)
+    objects = kustomize(scratch / "deploy/local-rrsa")
+    [account] = [o for o in objects if o["kind"] == "ServiceAccount"]
+    assert account["metadata"]["name"] == "oss-operator"
+    assert account["metadata"]["annotations"]["pod-identity.alibabacloud.com/role-name"] == "platform-oss-encryption"
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "oss-operator"
+    subjects = [s for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding") for s in o["subjects"]]
+    assert subjects and all(s["name"] == "oss-operator" and s["namespace"] == "oss-encryption-operator" for s in subjects)
+    [namespace] = [o for o in objects if o["kind"] == "Namespace"]
+    assert namespace["metadata"]["labels"]["pod-identity.alibabacloud.com/injection"] == "on"
+    readme = (ROOT / "README.md").read_text()
+    assert f"oidc:sub: system:serviceaccount:{account['metadata']['namespace']}:oss-operator" in readme
+
+
+def test_the_readme_network_policy_overlay_admits_the_prometheus_it_names(scratch):
+    for block in shell_blocks("## Install in a cluster"):
+        for command in commands(block):
+            if command.startswith("mkdir -p deploy/local"):
+                subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=scratch, check=True)
+    [policy] = [o for o in kustomize(scratch / "deploy/local-secured") if o["kind"] == "NetworkPolicy"]
+    assert policy["spec"]["ingress"][0]["from"] == [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }]

@@ -269,6 +269,35 @@ impl Harness {
         .await
     }
 
+    /// Waits until this generation is done and OSS holds its rule: Ready=True (`Applied` right
+    /// after a write, `InSync` when a reconcile found it so) and InSync=True, both for the
+    /// object's current generation.
+    pub async fn wait_in_sync(&self, name: &str) -> BucketEncryption {
+        self.wait_for(name, "Ready=True and InSync=True", is_in_sync)
+            .await
+    }
+
+    /// Waits until the bucket has had at least `count` OSS requests (its resyncs mark progress:
+    /// once the next one has started, every reconcile before it has finished).
+    pub async fn wait_requests(&self, bucket: &str, count: u64) {
+        let seen = || {
+            self.oss
+                .emulator
+                .state()
+                .bucket_requests()
+                .get(bucket)
+                .copied()
+                .unwrap_or(0)
+        };
+        for _ in 0..600 {
+            if seen() >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{bucket} had {} requests, never {count}", seen());
+    }
+
     /// Waits until the object is gone.
     pub async fn wait_gone(&self, name: &str) {
         for _ in 0..400 {
@@ -287,7 +316,7 @@ impl Harness {
     pub async fn start_clock(&self) {
         self.oss.emulator.state().create_bucket(CLOCK, super::oss::REGION);
         self.create(CLOCK, CLOCK, json!({})).await;
-        self.wait_ready(CLOCK, "True", "InSync").await;
+        self.wait_in_sync(CLOCK).await;
     }
 
     /// Waits until the clock resource has been resynced `ticks` more times.
@@ -370,6 +399,16 @@ pub fn condition(object: &BucketEncryption, type_: &str) -> Option<(String, Stri
         .iter()
         .find(|c| c.type_ == type_)
         .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Ready=True and InSync=True for the object's current generation (see `Harness::wait_in_sync`).
+pub fn is_in_sync(object: &BucketEncryption) -> bool {
+    let current = object
+        .status
+        .as_ref()
+        .is_some_and(|s| s.observed_generation == object.metadata.generation);
+    let is_true = |type_| condition(object, type_).is_some_and(|(status, _)| status == "True");
+    current && is_true("Ready") && is_true("InSync")
 }
 
 /// The message of a condition.

@@ -129,17 +129,45 @@ struct Done {
     requeue: Duration,
 }
 
+/// One pass as named steps: validate → claims known → credentials → list → precedence → check
+/// each bucket (observe → plan → pre-flight → ownership again → write) → tally → report.
 async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<Done, Error> {
-    let ctx = &pctx.ctx;
-    let desired = policy
-        .spec
-        .validate()
-        .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    let desired = validate(policy)?;
     // A bucket a resource claims is the resource's: until every claim is known, nothing is written.
     if !pctx.claims.is_complete() {
         return Err(Error::ClaimsIncomplete);
     }
     let credentials = credentials(policy, pctx).await?;
+    let buckets = list(&desired, &credentials, &pctx.ctx).await?;
+    let (pending, mut decided) = precedence(policy, &desired, pctx, buckets);
+    let manage = policy.spec.management_policy == ManagementPolicy::Manage;
+    let handled = check_all(pctx, &desired, &credentials, pending, manage).await;
+    let mut corrected = Vec::new();
+    for (bucket, outcome, correction) in handled {
+        if let Some(Correction { was, request_id }) = correction {
+            tracing::info!(policy = %policy.name_any(), bucket = %bucket.name, %was, %request_id, "corrected");
+            corrected.push(format!("{} (was {was})", bucket.name));
+        }
+        decided.push((bucket, outcome));
+    }
+    Ok(report(policy, &desired, pctx, &decided, &corrected, manage))
+}
+
+/// The controller's own validation (defence in depth behind admission).
+fn validate(policy: &BucketEncryptionPolicy) -> Result<PolicyDesired, Error> {
+    policy
+        .spec
+        .validate()
+        .map_err(|e| Error::InvalidSpec(e.to_string()))
+}
+
+/// Every bucket of the account under the policy's name prefix (ListBuckets, paged), through the
+/// policy's endpoint when it names one (which must pass the allow-list).
+async fn list(
+    desired: &PolicyDesired,
+    credentials: &CredentialsProvider,
+    ctx: &Context,
+) -> Result<Vec<BucketSummary>, Error> {
     let list_region = desired.regions.first().map_or("cn-hangzhou", String::as_str);
     let mut service = ServiceTarget::new(list_region).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     service.signature_version = desired.signature_version;
@@ -151,12 +179,20 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
             .map_err(|e| Error::EndpointNotAllowed(e.to_string()))?;
         service = service.with_endpoint(endpoint.clone());
     }
-    let buckets = ctx
+    Ok(ctx
         .oss
-        .list_all_buckets(&service, &credentials, &desired.name_prefix)
-        .await?;
+        .list_all_buckets(&service, credentials, &desired.name_prefix)
+        .await?)
+}
 
-    // Precedence: buckets claimed by a BucketEncryption, and older policies that can act.
+/// Precedence: the selected buckets this policy may act on (`pending`), and those already
+/// decided (excluded, managed by a resource, claimed by an older policy that can act).
+fn precedence(
+    policy: &BucketEncryptionPolicy,
+    desired: &PolicyDesired,
+    pctx: &PolicyContext,
+    buckets: Vec<BucketSummary>,
+) -> (Vec<BucketSummary>, Vec<(BucketSummary, Outcome)>) {
     let me = seniority(policy);
     let others: Vec<(Seniority, PolicyDesired)> = pctx
         .policies
@@ -166,11 +202,10 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
         .filter_map(|p| Some((seniority(p), p.spec.validate().ok()?)))
         .collect();
     let others_ref: Vec<(Seniority, &PolicyDesired)> = others.iter().map(|(s, d)| (s.clone(), d)).collect();
-
-    let mut pending: Vec<BucketSummary> = Vec::new();
-    let mut decided: Vec<(BucketSummary, Outcome)> = Vec::new();
+    let mut pending = Vec::new();
+    let mut decided = Vec::new();
     for bucket in buckets {
-        match classify::selection(&desired, &bucket) {
+        match classify::selection(desired, &bucket) {
             Selection::Outside => {}
             Selection::Excluded => decided.push((bucket, Outcome::Excluded)),
             Selection::Selected => {
@@ -182,24 +217,37 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
             }
         }
     }
-    let manage = policy.spec.management_policy == ManagementPolicy::Manage;
+    (pending, decided)
+}
+
+/// Checks (and in Manage mode fixes) the policy's own buckets, `concurrency` at a time, in order.
+async fn check_all(
+    pctx: &PolicyContext,
+    desired: &PolicyDesired,
+    credentials: &CredentialsProvider,
+    pending: Vec<BucketSummary>,
+    manage: bool,
+) -> Vec<(BucketSummary, Outcome, Option<Correction>)> {
     let jobs: Vec<_> = pending
         .into_iter()
-        .map(|bucket| one_bucket(pctx, &desired, &credentials, bucket, manage))
+        .map(|bucket| one_bucket(pctx, desired, credentials, bucket, manage))
         .collect();
-    let handled: Vec<(BucketSummary, Outcome, Option<Correction>)> = futures_util::stream::iter(jobs)
-        .buffered(usize::from(ctx.settings.concurrency.max(1)))
+    futures_util::stream::iter(jobs)
+        .buffered(usize::from(pctx.ctx.settings.concurrency.max(1)))
         .collect()
-        .await;
+        .await
+}
+
+/// The pass's status, events and next resync from every bucket's outcome.
+fn report(
+    policy: &BucketEncryptionPolicy,
+    desired: &PolicyDesired,
+    pctx: &PolicyContext,
+    decided: &[(BucketSummary, Outcome)],
+    corrected: &[String],
+    manage: bool,
+) -> Done {
     let mut events = Vec::new();
-    let mut corrected = Vec::new();
-    for (bucket, outcome, correction) in handled {
-        if let Some(Correction { was, request_id }) = correction {
-            tracing::info!(policy = %policy.name_any(), bucket = %bucket.name, %was, %request_id, "corrected");
-            corrected.push(format!("{} (was {was})", bucket.name));
-        }
-        decided.push((bucket, outcome));
-    }
     if !corrected.is_empty() {
         // One event per pass: the recorder folds same-reason events into one series anyway.
         events.push(event(
@@ -228,7 +276,6 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
             .filter(|_| *o == Outcome::ManagedByResource)?;
         Some((b.name.clone(), owner.resource()))
     }));
-
     let previous: HashSet<&str> = policy
         .status
         .as_ref()
@@ -250,38 +297,30 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
             ),
         ));
     }
-
     let generation = policy.meta().generation;
     let now = now();
     let mut status = policy.status.clone().unwrap_or_default();
     let verdict = classify::verdict(&counts, manage, &errors);
-    set_condition(
-        &mut status.conditions,
-        "Ready",
-        verdict.ready,
-        verdict.ready_reason,
-        &verdict.message,
-        generation,
-        &now,
-    );
-    set_condition(
-        &mut status.conditions,
-        "Synced",
-        true,
-        "ReconcileSuccess",
-        "",
-        generation,
-        &now,
-    );
-    set_condition(
-        &mut status.conditions,
-        "Compliant",
-        verdict.compliant,
-        verdict.compliant_reason,
-        &verdict.message,
-        generation,
-        &now,
-    );
+    for (type_, status_, reason) in [
+        ("Ready", verdict.ready, verdict.ready_reason),
+        ("Synced", true, "ReconcileSuccess"),
+        ("Compliant", verdict.compliant, verdict.compliant_reason),
+    ] {
+        let message = if type_ == "Synced" {
+            ""
+        } else {
+            verdict.message.as_str()
+        };
+        set_condition(
+            &mut status.conditions,
+            type_,
+            status_,
+            reason,
+            message,
+            generation,
+            &now,
+        );
+    }
     let ready = Wanted {
         status: verdict.ready,
         reason: verdict.ready_reason,
@@ -294,15 +333,17 @@ async fn pass(policy: &BucketEncryptionPolicy, pctx: &PolicyContext) -> Result<D
     status.managed_by_resource = exempted;
     status.last_sync_time = Some(now);
     let requeue = schedule::jittered(
-        desired.resync_interval.unwrap_or(ctx.settings.resync_interval),
+        desired
+            .resync_interval
+            .unwrap_or(pctx.ctx.settings.resync_interval),
         fastrand::f64(),
     );
-    Ok(Done {
+    Done {
         status,
         counts,
         events,
         requeue,
-    })
+    }
 }
 
 /// Reads one bucket and, in Manage mode, fixes it when that is safe: the outcome and, when it

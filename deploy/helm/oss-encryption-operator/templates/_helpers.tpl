@@ -59,10 +59,29 @@ which Go would print as 1e+06), fractions as they are. */}}
 {{- end }}
 {{- end }}
 
+{{/* The seconds in a duration the schema's `duration` pattern accepted, summed as the binary's
+api::parse_duration does (a number and a unit, repeated; ms is read before m). */}}
+{{- define "oss-encryption-operator.seconds" -}}
+{{- $scale := dict "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 }}
+{{- $total := 0.0 }}
+{{- range regexFindAll "([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(ms|h|m|s)" (toString .) -1 }}
+{{- $number := regexFind "^[0-9.]+" . }}
+{{- $total = addf $total (mulf (float64 $number) (get $scale (trimPrefix $number .))) }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
 {{/* Render-time checks: a combination that cannot work fails the install with the reason. */}}
 {{- define "oss-encryption-operator.validate" -}}
 {{- if and (gt (int64 .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
 {{- fail (printf "replicas: %d needs leaderElection.enabled: true (without it every replica reconciles and they write over each other); set replicas: 1 or enable leader election" (int64 .Values.replicas)) }}
+{{- end }}
+{{- $resync := float64 (include "oss-encryption-operator.seconds" .Values.resyncInterval) }}
+{{- if or (lt $resync 30.0) (gt $resync 86400.0) }}
+{{- fail (printf "resyncInterval: %s is outside the binary's bounds for --resync-interval, 30s to 24h" .Values.resyncInterval) }}
+{{- end }}
+{{- if gt (float64 (include "oss-encryption-operator.seconds" .Values.kms.cacheTTL)) 86400.0 }}
+{{- fail (printf "kms.cacheTTL: %s is longer than the binary's maximum for --kms-cache-ttl, 24h" .Values.kms.cacheTTL) }}
 {{- end }}
 {{- $chartFlags := list "run" "--log-format" "--metrics-addr" "--oss-qps" "--oss-burst" "--oss-qps-mode" "--kms-preflight" "--kms-network" "--kms-cache-ttl" "--kms-qps" "--enable-policies" "--concurrency" "--resync-interval" "--allow-operator-credentials" "--allowed-endpoint-suffixes" "--namespace" "--label-selector" "--leader-election" "--leader-election-lease" }}
 {{- range .Values.extraArgs }}
