@@ -291,8 +291,8 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_on_a_live_metrics_end
         json!({"algorithm": "KMS", "kmsMasterKeyId": "key-live"}),
     )
     .await;
-    h.wait_ready("watched", "True", "InSync").await;
-    h.wait_ready("keyed", "True", "InSync").await;
+    h.wait_in_sync("watched").await;
+    h.wait_in_sync("keyed").await;
     create_policy(&h, "audit", json!({"rule": {"algorithm": "KMS"}})).await;
     wait_status(&h, "audit", "a pass", |s| {
         s["buckets"]["selected"].as_i64() == Some(2)
