@@ -1,11 +1,9 @@
 //! ListBuckets (GetService): the request's parameters and the `ListAllMyBucketsResult` document,
 //! read by local name (any order, namespaces, absent = empty) and written as OSS writes it.
 
-use quick_xml::Reader;
 use quick_xml::escape::escape;
-use quick_xml::events::Event;
 
-use super::xml::XmlError;
+use super::xml::{Node, XmlError, walk};
 
 /// The most buckets one page may hold (`max-keys` is 1..=1000).
 pub const MAX_KEYS: u32 = 1000;
@@ -115,74 +113,42 @@ pub fn printable(text: &str) -> String {
 /// Reads a `ListAllMyBucketsResult` body.
 pub fn parse(xml: &str) -> Result<BucketPage, XmlError> {
     let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
-    let mut reader = Reader::from_str(xml);
-    reader.config_mut().trim_text(true);
-    let mut path: Vec<String> = Vec::new();
-    let mut text = String::new();
     let mut page = BucketPage::default();
     let mut truncated = String::new();
-    loop {
-        match reader.read_event().map_err(|e| malformed(&e))? {
-            Event::Start(start) => {
-                let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-                if path.is_empty() && name != ROOT {
-                    return Err(XmlError::UnexpectedRoot {
-                        expected: ROOT,
-                        found: name,
-                    });
-                }
+    walk(xml, ROOT, |node| {
+        match node {
+            Node::Open { path, name } => {
                 if name == "Bucket" && path.last().is_some_and(|p| p == "Buckets") {
                     page.buckets.push(BucketSummary::default());
                 }
-                path.push(name);
-                text.clear();
             }
-            Event::Empty(empty) => {
-                let name = String::from_utf8_lossy(empty.local_name().as_ref()).into_owned();
-                if path.is_empty() && name != ROOT {
-                    return Err(XmlError::UnexpectedRoot {
-                        expected: ROOT,
-                        found: name,
-                    });
-                }
-            }
-            Event::Text(t) => text.push_str(&t.unescape().map_err(|e| malformed(&e))?),
-            Event::CData(c) => text.push_str(&String::from_utf8_lossy(&c.into_inner())),
-            Event::End(end) => {
-                let name = String::from_utf8_lossy(end.local_name().as_ref()).into_owned();
-                if path.pop().as_deref() != Some(name.as_str()) {
-                    return Err(malformed(&format!("unbalanced </{name}>")));
-                }
-                let value = std::mem::take(&mut text);
+            Node::Close { path, name, text } => {
                 let parent = path.last().map(String::as_str).unwrap_or("");
-                match (parent, name.as_str()) {
-                    (ROOT, "IsTruncated") => truncated = value,
-                    (ROOT, "NextMarker") => page.next_marker = value,
-                    ("Owner", "ID") => page.owner = value,
+                match (parent, name) {
+                    (ROOT, "IsTruncated") => truncated = text,
+                    (ROOT, "NextMarker") => page.next_marker = text,
+                    ("Owner", "ID") => page.owner = text,
                     ("Bucket", field) => {
                         if let Some(bucket) = page.buckets.last_mut() {
-                            match field {
-                                "Name" => bucket.name = value,
-                                "Region" => bucket.region = value,
-                                "Location" => bucket.location = value,
-                                "CreationDate" => bucket.creation_date = value,
-                                "StorageClass" => bucket.storage_class = value,
-                                "ExtranetEndpoint" => bucket.extranet_endpoint = value,
-                                "IntranetEndpoint" => bucket.intranet_endpoint = value,
-                                _ => {}
-                            }
+                            let slot = match field {
+                                "Name" => &mut bucket.name,
+                                "Region" => &mut bucket.region,
+                                "Location" => &mut bucket.location,
+                                "CreationDate" => &mut bucket.creation_date,
+                                "StorageClass" => &mut bucket.storage_class,
+                                "ExtranetEndpoint" => &mut bucket.extranet_endpoint,
+                                "IntranetEndpoint" => &mut bucket.intranet_endpoint,
+                                _ => return Ok(()),
+                            };
+                            *slot = text;
                         }
                     }
                     _ => {}
                 }
             }
-            Event::Eof => break,
-            _ => {}
         }
-    }
-    if !path.is_empty() {
-        return Err(malformed(&format!("<{}> is never closed", path.join("/"))));
-    }
+        Ok(())
+    })?;
     page.is_truncated = match truncated.as_str() {
         "" | "false" => false,
         "true" => true,

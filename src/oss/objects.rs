@@ -4,11 +4,9 @@
 //! [`ObjectClient`] sends them on the management client's signing, retries, allow-list and body
 //! caps, through a limiter of its own (OSS limits the data plane apart from the management API).
 
-use quick_xml::Reader;
 use quick_xml::escape::escape;
-use quick_xml::events::Event;
 
-use super::xml::XmlError;
+use super::xml::{Node, XmlError, walk};
 use super::{
     BucketTarget, Call, CredentialsProvider, EncryptionRule, Operation, OssClient, OssError, OssErrorKind,
     Reply, SseAlgorithm, Strength, sign,
@@ -101,77 +99,45 @@ const ROOT: &str = "ListBucketResult";
 /// keys, prefixes and tokens are URL-decoded (`%XX` only: `+` stays `+`, as the v2 SDK reads it).
 pub fn parse_list(xml: &str) -> Result<ObjectPage, XmlError> {
     let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
-    let mut reader = Reader::from_str(xml);
-    reader.config_mut().trim_text(true);
-    let mut path: Vec<String> = Vec::new();
-    let mut text = String::new();
     let mut page = ObjectPage::default();
     let (mut truncated, mut encoding, mut key_count) = (String::new(), String::new(), String::new());
     let mut sizes: Vec<String> = Vec::new();
-    loop {
-        match reader.read_event().map_err(|e| malformed(&e))? {
-            Event::Start(start) => {
-                let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-                if path.is_empty() && name != ROOT {
-                    return Err(XmlError::UnexpectedRoot {
-                        expected: ROOT,
-                        found: name,
-                    });
-                }
+    walk(xml, ROOT, |node| {
+        match node {
+            Node::Open { path, name } => {
                 if name == "Contents" && path.len() == 1 {
                     page.objects.push(ObjectSummary::default());
                     sizes.push(String::new());
                 }
-                path.push(name);
-                text.clear();
             }
-            Event::Empty(empty) => {
-                let name = String::from_utf8_lossy(empty.local_name().as_ref()).into_owned();
-                if path.is_empty() && name != ROOT {
-                    return Err(XmlError::UnexpectedRoot {
-                        expected: ROOT,
-                        found: name,
-                    });
-                }
-            }
-            Event::Text(t) => text.push_str(&t.unescape().map_err(|e| malformed(&e))?),
-            Event::CData(c) => text.push_str(&String::from_utf8_lossy(&c.into_inner())),
-            Event::End(end) => {
-                let name = String::from_utf8_lossy(end.local_name().as_ref()).into_owned();
-                if path.pop().as_deref() != Some(name.as_str()) {
-                    return Err(malformed(&format!("unbalanced </{name}>")));
-                }
-                let value = std::mem::take(&mut text);
+            Node::Close { path, name, text } => {
                 let parent = path.last().map(String::as_str).unwrap_or("");
-                match (parent, name.as_str()) {
-                    (ROOT, "IsTruncated") => truncated = value,
-                    (ROOT, "NextContinuationToken") => page.next_continuation_token = value,
-                    (ROOT, "EncodingType") => encoding = value,
-                    (ROOT, "KeyCount") => key_count = value,
-                    ("CommonPrefixes", "Prefix") if path.len() == 2 => page.common_prefixes.push(value),
+                match (parent, name) {
+                    (ROOT, "IsTruncated") => truncated = text,
+                    (ROOT, "NextContinuationToken") => page.next_continuation_token = text,
+                    (ROOT, "EncodingType") => encoding = text,
+                    (ROOT, "KeyCount") => key_count = text,
+                    ("CommonPrefixes", "Prefix") if path.len() == 2 => page.common_prefixes.push(text),
                     ("Contents", field) if path.len() == 2 => {
                         if let Some(object) = page.objects.last_mut() {
-                            match field {
-                                "Key" => object.key = value,
-                                "LastModified" => object.last_modified = value,
-                                "ETag" => object.etag = value,
-                                "StorageClass" => object.storage_class = value,
-                                "Type" => object.object_type = value,
-                                "Size" => *sizes.last_mut().expect("pushed with the object") = value,
-                                _ => {}
-                            }
+                            let slot = match field {
+                                "Key" => &mut object.key,
+                                "LastModified" => &mut object.last_modified,
+                                "ETag" => &mut object.etag,
+                                "StorageClass" => &mut object.storage_class,
+                                "Type" => &mut object.object_type,
+                                "Size" => sizes.last_mut().expect("pushed with the object"),
+                                _ => return Ok(()),
+                            };
+                            *slot = text;
                         }
                     }
                     _ => {}
                 }
             }
-            Event::Eof => break,
-            _ => {}
         }
-    }
-    if !path.is_empty() {
-        return Err(malformed(&format!("<{}> is never closed", path.join("/"))));
-    }
+        Ok(())
+    })?;
     page.is_truncated = match truncated.as_str() {
         "" | "false" => false,
         "true" => true,

@@ -112,6 +112,76 @@ fn read_leaves(xml: &str) -> Result<(String, Vec<Leaf>), XmlError> {
     Ok((root, leaves))
 }
 
+/// One step of [`walk`]: an element opens, or closes with the text it held.
+pub(crate) enum Node<'a> {
+    /// `<name>` inside `path` (the enclosing elements, outermost first).
+    Open { path: &'a [String], name: &'a str },
+    /// `</name>` inside `path`, with its text (trimmed, unescaped; empty for a parent element).
+    Close {
+        path: &'a [String],
+        name: &'a str,
+        text: String,
+    },
+}
+
+/// Streams an OSS listing body element by element to `visit`, checking what every listing reader
+/// needs: the root element is `root`, end tags match, nothing is left open. Self-closed elements
+/// are checked as a root and otherwise skipped (absent and empty read alike).
+pub(crate) fn walk(
+    xml: &str,
+    root: &'static str,
+    mut visit: impl FnMut(Node<'_>) -> Result<(), XmlError>,
+) -> Result<(), XmlError> {
+    let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
+    let check_root = |path: &[String], name: &str| {
+        if path.is_empty() && name != root {
+            return Err(XmlError::UnexpectedRoot {
+                expected: root,
+                found: name.to_owned(),
+            });
+        }
+        Ok(())
+    };
+    let mut reader = Reader::from_str(xml);
+    reader.config_mut().trim_text(true);
+    let mut path: Vec<String> = Vec::new();
+    let mut text = String::new();
+    loop {
+        match reader.read_event().map_err(|e| malformed(&e))? {
+            Event::Start(start) => {
+                let name = local_name(start.local_name());
+                check_root(&path, &name)?;
+                visit(Node::Open {
+                    path: &path,
+                    name: &name,
+                })?;
+                path.push(name);
+                text.clear();
+            }
+            Event::Empty(empty) => check_root(&path, &local_name(empty.local_name()))?,
+            Event::Text(t) => text.push_str(&t.unescape().map_err(|e| malformed(&e))?),
+            Event::CData(c) => text.push_str(&String::from_utf8_lossy(&c.into_inner())),
+            Event::End(end) => {
+                let name = local_name(end.local_name());
+                if path.pop().as_deref() != Some(name.as_str()) {
+                    return Err(malformed(&format!("unbalanced </{name}>")));
+                }
+                visit(Node::Close {
+                    path: &path,
+                    name: &name,
+                    text: std::mem::take(&mut text),
+                })?;
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !path.is_empty() {
+        return Err(malformed(&format!("<{}> is never closed", path.join("/"))));
+    }
+    Ok(())
+}
+
 fn find<'a>(leaves: &'a [Leaf], parent: &str, name: &str) -> Option<&'a str> {
     leaves
         .iter()
