@@ -110,6 +110,12 @@ pub fn printable(text: &str) -> String {
     out
 }
 
+impl super::pages::Paged for BucketPage {
+    fn next_cursor(&self) -> Option<&str> {
+        self.is_truncated.then_some(self.next_marker.as_str())
+    }
+}
+
 /// Reads a `ListAllMyBucketsResult` body.
 pub fn parse(xml: &str) -> Result<BucketPage, XmlError> {
     let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());

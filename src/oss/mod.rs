@@ -11,6 +11,7 @@ pub mod error;
 pub mod limiter;
 pub mod list;
 pub mod objects;
+pub mod pages;
 pub mod rule;
 pub mod sign;
 pub mod transport;
@@ -483,41 +484,20 @@ impl OssClient {
         prefix: &str,
         max_keys: u32,
     ) -> impl futures_util::Stream<Item = Result<list::BucketPage, OssError>> + 'a {
-        let first = list::ListRequest {
-            prefix: prefix.to_owned(),
-            marker: String::new(),
-            max_keys,
-        };
-        futures_util::stream::unfold(Some((first, 1)), move |next| async move {
-            let (mut request, number) = next?;
-            match self.list_buckets(service, credentials, &request).await {
-                Ok(reply) => {
-                    let page = reply.value;
-                    if page.is_truncated
-                        && let Some(problem) =
-                            list::marker_problem(&request.marker, &page.next_marker, number)
-                    {
-                        let error = OssError {
-                            operation: Operation::ListBuckets,
-                            bucket: String::new(),
-                            attempts: 1,
-                            kind: OssErrorKind::BadResponse {
-                                status: 200,
-                                request_id: reply.request_id,
-                                detail: problem,
-                            },
-                        };
-                        return Some((Err(error), None));
-                    }
-                    let more = page.is_truncated.then(|| {
-                        request.marker = page.next_marker.clone();
-                        (request, number + 1)
-                    });
-                    Some((Ok(page), more))
-                }
-                Err(error) => Some((Err(error), None)),
-            }
-        })
+        let prefix = prefix.to_owned();
+        pages::follow(
+            Operation::ListBuckets,
+            String::new(),
+            move |marker| {
+                let request = list::ListRequest {
+                    prefix: prefix.clone(),
+                    marker,
+                    max_keys,
+                };
+                async move { self.list_buckets(service, credentials, &request).await }
+            },
+            list::marker_problem,
+        )
     }
 
     /// Every bucket whose name starts with `prefix`, paging 1,000 at a time (names ascending).

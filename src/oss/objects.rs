@@ -9,7 +9,7 @@ use quick_xml::escape::escape;
 use super::xml::{Node, XmlError, walk};
 use super::{
     BucketTarget, Call, CredentialsProvider, EncryptionRule, Operation, OssClient, OssError, OssErrorKind,
-    Reply, SseAlgorithm, Strength, sign,
+    Reply, SseAlgorithm, Strength, pages, sign,
 };
 use crate::oss::rule::DataEncryption;
 
@@ -91,6 +91,12 @@ pub struct ObjectPage {
     pub next_continuation_token: String,
     /// Contents plus CommonPrefixes of this page.
     pub key_count: u64,
+}
+
+impl pages::Paged for ObjectPage {
+    fn next_cursor(&self) -> Option<&str> {
+        self.is_truncated.then_some(self.next_continuation_token.as_str())
+    }
 }
 
 const ROOT: &str = "ListBucketResult";
@@ -524,41 +530,21 @@ impl ObjectClient {
         prefix: &str,
         max_keys: u32,
     ) -> impl futures_util::Stream<Item = Result<ObjectPage, OssError>> + 'a {
-        let first = ObjectListRequest {
-            prefix: prefix.to_owned(),
-            max_keys,
-            ..ObjectListRequest::default()
-        };
-        futures_util::stream::unfold(Some((first, 1)), move |next| async move {
-            let (mut request, number) = next?;
-            match self.list_objects(target, credentials, &request).await {
-                Ok(reply) => {
-                    let page = reply.value;
-                    if page.is_truncated
-                        && let Some(problem) =
-                            token_problem(&request.continuation_token, &page.next_continuation_token, number)
-                    {
-                        let error = OssError {
-                            operation: Operation::ListObjects,
-                            bucket: target.bucket.clone(),
-                            attempts: reply.attempts,
-                            kind: OssErrorKind::BadResponse {
-                                status: 200,
-                                request_id: reply.request_id,
-                                detail: problem,
-                            },
-                        };
-                        return Some((Err(error), None));
-                    }
-                    let more = page.is_truncated.then(|| {
-                        request.continuation_token = page.next_continuation_token.clone();
-                        (request, number + 1)
-                    });
-                    Some((Ok(page), more))
-                }
-                Err(error) => Some((Err(error), None)),
-            }
-        })
+        let prefix = prefix.to_owned();
+        pages::follow(
+            Operation::ListObjects,
+            target.bucket.clone(),
+            move |continuation_token| {
+                let request = ObjectListRequest {
+                    prefix: prefix.clone(),
+                    max_keys,
+                    continuation_token,
+                    ..ObjectListRequest::default()
+                };
+                async move { self.list_objects(target, credentials, &request).await }
+            },
+            token_problem,
+        )
     }
 
     /// HeadObject: the object's encryption (and the other headers the audit reads). Errors come
