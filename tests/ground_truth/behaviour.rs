@@ -1,7 +1,8 @@
 //! Differential behaviour: one scripted sequence (create, server-side apply of status under a
 //! field manager, merge and JSON patches of finalizers, conflicting writes, deletion with and
 //! without finalizers, watch from a resourceVersion with bookmarks, a too-old resourceVersion
-//! and the relist after it) on both servers, with the outcomes and watch events compared.
+//! and the relist after it) on both servers, with the outcomes and watch events compared; then
+//! CRD deletion cascading to instances, and server-side apply of finalizers as a set.
 
 use futures_util::StreamExt;
 use kube::api::{
@@ -351,5 +352,60 @@ async fn crd_deletion_cascades_like_on_the_real_server() {
     let real = Target::real().await;
     let test = Target::test_server().await;
     let (on_test, on_real) = (crd_deletion(&test).await, crd_deletion(&real).await);
+    crate::target::assert_agree(&on_test, &on_real);
+}
+
+/// Server-side apply of `metadata.finalizers`, a `listType=set`: each manager's applied
+/// elements merge into the list (never replace it), shared elements stay while any manager
+/// still applies them, and a manager that stops applying one removes only what nobody else owns.
+async fn apply_finalizers(target: &Target) -> Record {
+    for file in CRDS {
+        target.install_crd(&crd(file)).await;
+    }
+    let namespace = format!("{}-finalizer-sets", run_id());
+    let api: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(target.client.clone(), &namespace, &encryption());
+    let mut record = Record::default();
+    let mut created = object("sets");
+    created.metadata.finalizers = Some(vec!["example.com/creator".into()]);
+    record.push(
+        "create with a finalizer",
+        &api.create(&PostParams::default(), &created).await,
+    );
+    let apply = |manager: &'static str, finalizers: Option<Vec<&'static str>>| {
+        let api = api.clone();
+        async move {
+            let mut metadata = json!({"name": "sets"});
+            if let Some(finalizers) = finalizers {
+                metadata["finalizers"] = json!(finalizers);
+            }
+            let body = json!({"apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryption",
+                "metadata": metadata});
+            api.patch("sets", &PatchParams::apply(manager), &Patch::Apply(body))
+                .await
+        }
+    };
+    record.push(
+        "a applies its finalizer",
+        &apply("a", Some(vec!["example.com/a"])).await,
+    );
+    record.push(
+        "b applies its own and a's",
+        &apply("b", Some(vec!["example.com/b", "example.com/a"])).await,
+    );
+    record.push("a applies none", &apply("a", None).await);
+    record.push(
+        "b applies only a's",
+        &apply("b", Some(vec!["example.com/a"])).await,
+    );
+    record.push("b applies none", &apply("b", None).await);
+    record
+}
+
+#[tokio::test]
+async fn applied_finalizers_merge_as_a_set_like_on_the_real_server() {
+    let real = Target::real().await;
+    let test = Target::test_server().await;
+    let (on_test, on_real) = (apply_finalizers(&test).await, apply_finalizers(&real).await);
     crate::target::assert_agree(&on_test, &on_real);
 }

@@ -52,8 +52,9 @@
 //!   object the CRD would refuse. No authentication or RBAC (a `forbidden` fault answers 403 as
 //!   RBAC would).
 //! - Namespaces need not exist before objects are created in them.
-//! - Server-side apply is field-level but simplified: lists are atomic (no `k:`/`v:` keys, so a
-//!   conflict names the whole list), the applied metadata is limited to labels, annotations,
+//! - Server-side apply is field-level but simplified: lists are atomic (no `k:` keys, so a
+//!   conflict names the whole list) except `metadata.finalizers`, a set whose elements are owned
+//!   one by one (`v:` keys) and merged in structured-merge-diff's order, the applied metadata is limited to labels, annotations,
 //!   finalizers and ownerReferences, and managedFields entries carry the same `time`.
 //! - Updates take ownership of the leaf fields whose values they change; managedFields content
 //!   otherwise differs in detail from the real server's (only its effects are compared).

@@ -893,6 +893,16 @@ impl Store {
                 _ => {}
             }
         }
+        // metadata.finalizers is a set: the applied elements merge into the live ones.
+        if let Some(Value::Array(applied_set)) = scoped.pointer("/metadata/finalizers") {
+            let live: Vec<Value> = next
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let merged = patch::merge_set(&live, applied_set);
+            scoped["metadata"]["finalizers"] = Value::Array(merged);
+        }
         patch::apply_merge(&mut next, &scoped);
         self.admit(def, name, &mut next, Some(&current), subresource, writer)?;
 
@@ -1405,7 +1415,18 @@ fn managed_entries(object: &Value) -> Vec<ManagedEntry> {
         .unwrap_or_default()
 }
 
+/// Stores managedFields in the real server's order: by operation (`Apply` before `Update`),
+/// then time, manager and subresource.
 fn store_entries(object: &mut Value, entries: &[ManagedEntry]) {
+    let mut entries = entries.to_vec();
+    entries.sort_by(|p, q| {
+        (&p.operation, &p.time, &p.manager, &p.subresource).cmp(&(
+            &q.operation,
+            &q.time,
+            &q.manager,
+            &q.subresource,
+        ))
+    });
     let encoded: Vec<Value> = entries
         .iter()
         .map(|e| {
