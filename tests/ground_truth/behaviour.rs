@@ -1,7 +1,8 @@
 //! Differential behaviour: one scripted sequence (create, server-side apply of status under a
 //! field manager, merge and JSON patches of finalizers, conflicting writes, deletion with and
 //! without finalizers, watch from a resourceVersion with bookmarks, a too-old resourceVersion
-//! and the relist after it) on both servers, with the outcomes and watch events compared.
+//! and the relist after it) on both servers, with the outcomes and watch events compared; then
+//! CRD deletion cascading to instances, and server-side apply of finalizers as a set.
 
 use futures_util::StreamExt;
 use kube::api::{
@@ -209,5 +210,202 @@ async fn a_scripted_sequence_behaves_like_on_the_real_server() {
     let real = Target::real().await;
     let test = Target::test_server().await;
     let (on_test, on_real) = (scenario(&test).await, scenario(&real).await);
+    crate::target::assert_agree(&on_test, &on_real);
+}
+
+/// What of a CRD the servers must agree on while it is deleted: whether it is deleting, its
+/// finalizers and generation, and its `Terminating` condition.
+fn crd_view(crd: &Value) -> Value {
+    let terminating = crd["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Terminating")
+        .map(|c| json!({"status": c["status"], "reason": c["reason"], "message": c["message"]}));
+    json!({
+        "deleting": crd["metadata"]["deletionTimestamp"].is_string(),
+        "finalizers": crd["metadata"]["finalizers"],
+        "generation": crd["metadata"]["generation"],
+        "terminating": terminating,
+    })
+}
+
+/// Polls (at most 10 s) until `done` holds for the answer of `probe`; records whether it did.
+async fn settles<F, Fut>(probe: F, done: impl Fn(&Result<Value, kube::Error>) -> bool) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Value, kube::Error>>,
+{
+    for _ in 0..100 {
+        if done(&probe().await) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// CRD deletion cascading to instances: a copy of the BucketEncryption CRD in a group of its
+/// own (so the other tests keep theirs), one instance without finalizers and one held by a
+/// finalizer, the CRD deleted, the held one released.
+async fn crd_deletion(target: &Target) -> Record {
+    let group = format!("{}-gone.example.com", run_id());
+    let mut definition = crd("bucketencryption.yaml");
+    let name = format!("bucketencryptions.{group}");
+    definition["metadata"]["name"] = json!(name);
+    definition["spec"]["group"] = json!(group);
+    target.install_crd(&definition).await;
+    let resource = kube::api::ApiResource {
+        group: group.clone(),
+        version: "v1alpha1".into(),
+        api_version: format!("{group}/v1alpha1"),
+        kind: "BucketEncryption".into(),
+        plural: "bucketencryptions".into(),
+    };
+    let api: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(target.client.clone(), "crd-deletion", &resource);
+    let crds: kube::Api<DynamicObject> =
+        kube::Api::all_with(target.client.clone(), &crate::target::crd_resource());
+    let instance = |name: &str, finalizers: Value| {
+        let mut object = serde_json::to_value(object(name)).unwrap();
+        object["apiVersion"] = json!(format!("{group}/v1alpha1"));
+        object["metadata"]["finalizers"] = finalizers;
+        serde_json::from_value::<DynamicObject>(object).unwrap()
+    };
+    let mut record = Record::default();
+    let post = PostParams::default();
+    record.push(
+        "create plain",
+        &api.create(&post, &instance("plain", json!([]))).await,
+    );
+    record.push(
+        "create held",
+        &api.create(&post, &instance("held", json!(["example.com/hold"])))
+            .await,
+    );
+    let deleted = deleted!(crds.delete(&name, &DeleteParams::default()).await);
+    record.note(
+        "delete the CRD",
+        match &deleted {
+            Ok(crd) => crd_view(crd),
+            Err(e) => crate::target::refusal(e),
+        },
+    );
+    let gone = settles(
+        || async { api.get("plain").await.map(|o| serde_json::to_value(o).unwrap()) },
+        |r| matches!(r, Err(kube::Error::Api(s)) if s.code == 404),
+    )
+    .await;
+    record.note("the instance without finalizers goes", json!(gone));
+    let terminating = settles(
+        || async { crds.get(&name).await.map(|o| serde_json::to_value(o).unwrap()) },
+        |r| {
+            r.as_ref()
+                .is_ok_and(|crd| !crd_view(crd)["terminating"].is_null())
+        },
+    )
+    .await;
+    record.note("the CRD says Terminating", json!(terminating));
+    let crd = crds.get(&name).await.map(|o| serde_json::to_value(o).unwrap());
+    record.note(
+        "the CRD while an instance is held",
+        crd.as_ref().map(crd_view).unwrap_or_else(crate::target::refusal),
+    );
+    let held = api.get("held").await;
+    record.note(
+        "the held instance",
+        match &held {
+            Ok(o) => json!({"deleting": o.metadata.deletion_timestamp.is_some(),
+                "finalizers": o.metadata.finalizers, "generation": o.metadata.generation}),
+            Err(e) => crate::target::refusal(e),
+        },
+    );
+    record.push(
+        "create while the CRD terminates",
+        &api.create(&post, &instance("late", json!([]))).await,
+    );
+    record.push(
+        "list while the CRD terminates",
+        &api.list(&ListParams::default())
+            .await
+            .map(|l| json!({"names": l.items.iter().map(|o| o.metadata.name.clone()).collect::<Vec<_>>()})),
+    );
+    let release = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    record.push(
+        "release the held instance",
+        &api.patch("held", &PatchParams::default(), &release)
+            .await
+            .map(|o| json!({"deleting": o.metadata.deletion_timestamp.is_some(), "finalizers": o.metadata.finalizers})),
+    );
+    let crd_gone = settles(
+        || async { crds.get(&name).await.map(|o| serde_json::to_value(o).unwrap()) },
+        |r| matches!(r, Err(kube::Error::Api(s)) if s.code == 404),
+    )
+    .await;
+    record.note("the CRD goes with the last instance", json!(crd_gone));
+    record.push("get an instance of the gone type", &api.get("held").await);
+    record
+}
+
+#[tokio::test]
+async fn crd_deletion_cascades_like_on_the_real_server() {
+    let real = Target::real().await;
+    let test = Target::test_server().await;
+    let (on_test, on_real) = (crd_deletion(&test).await, crd_deletion(&real).await);
+    crate::target::assert_agree(&on_test, &on_real);
+}
+
+/// Server-side apply of `metadata.finalizers`, a `listType=set`: each manager's applied
+/// elements merge into the list (never replace it), shared elements stay while any manager
+/// still applies them, and a manager that stops applying one removes only what nobody else owns.
+async fn apply_finalizers(target: &Target) -> Record {
+    for file in CRDS {
+        target.install_crd(&crd(file)).await;
+    }
+    let namespace = format!("{}-finalizer-sets", run_id());
+    let api: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(target.client.clone(), &namespace, &encryption());
+    let mut record = Record::default();
+    let mut created = object("sets");
+    created.metadata.finalizers = Some(vec!["example.com/creator".into()]);
+    record.push(
+        "create with a finalizer",
+        &api.create(&PostParams::default(), &created).await,
+    );
+    let apply = |manager: &'static str, finalizers: Option<Vec<&'static str>>| {
+        let api = api.clone();
+        async move {
+            let mut metadata = json!({"name": "sets"});
+            if let Some(finalizers) = finalizers {
+                metadata["finalizers"] = json!(finalizers);
+            }
+            let body = json!({"apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryption",
+                "metadata": metadata});
+            api.patch("sets", &PatchParams::apply(manager), &Patch::Apply(body))
+                .await
+        }
+    };
+    record.push(
+        "a applies its finalizer",
+        &apply("a", Some(vec!["example.com/a"])).await,
+    );
+    record.push(
+        "b applies its own and a's",
+        &apply("b", Some(vec!["example.com/b", "example.com/a"])).await,
+    );
+    record.push("a applies none", &apply("a", None).await);
+    record.push(
+        "b applies only a's",
+        &apply("b", Some(vec!["example.com/a"])).await,
+    );
+    record.push("b applies none", &apply("b", None).await);
+    record
+}
+
+#[tokio::test]
+async fn applied_finalizers_merge_as_a_set_like_on_the_real_server() {
+    let real = Target::real().await;
+    let test = Target::test_server().await;
+    let (on_test, on_real) = (apply_finalizers(&test).await, apply_finalizers(&real).await);
     crate::target::assert_agree(&on_test, &on_real);
 }

@@ -57,13 +57,17 @@ impl Target {
 
     /// The real server of `REAL_KUBECONFIG`.
     pub async fn real() -> Self {
+        Self::real_at(&real_kubeconfig()).await
+    }
+
+    /// A real server by the path of its kubeconfig.
+    pub async fn real_at(path: &str) -> Self {
         oss_encryption_operator::install_tls_provider();
-        let path = real_kubeconfig();
-        let kubeconfig = kube::config::Kubeconfig::read_from(&path)
-            .unwrap_or_else(|e| panic!("{REAL_KUBECONFIG}={path}: {e}"));
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(path).unwrap_or_else(|e| panic!("kubeconfig {path}: {e}"));
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
-            .unwrap_or_else(|e| panic!("{REAL_KUBECONFIG}={path}: {e}"));
+            .unwrap_or_else(|e| panic!("kubeconfig {path}: {e}"));
         Self {
             name: "real server",
             client: kube::Client::try_from(config).expect("a client for the real server"),

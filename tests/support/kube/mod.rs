@@ -28,9 +28,12 @@
 //!   deletes the object (DELETED, no MODIFIED). DELETE without finalizers answers a `Success` Status.
 //! - CRDs: stored objects (get, list, watch, delete). Deleting one is as on the real server:
 //!   `deletionTimestamp`, the `customresourcecleanup.apiextensions.k8s.io` finalizer and a
-//!   `Terminating` condition; every instance deleted (instances with finalizers stay until
+//!   `Terminating` condition (`InstanceDeletionPending` in the DELETE's answer, then
+//!   `InstanceDeletionInProgress`); every instance deleted (instances with finalizers stay until
 //!   released); creating instances meanwhile is `403 Forbidden`; the generation does not move; the CRD and its types are gone with the
 //!   last instance (synchronously here, asynchronously on the real server).
+//! - Metadata: empty `finalizers`, `ownerReferences`, `labels` and `annotations` are dropped on
+//!   every write, as the real server's `ObjectMeta` (`omitempty`) does.
 //! - Unknown routes: `404` with the plain-text body `404 page not found`, as the real server.
 //! - Test hooks: fault injection ([`KubeFaults`]: latency, a fraction of requests failed with
 //!   500 / 429 + `Retry-After` / 409, optionally writes only, periodic watch drops, chosen
@@ -43,12 +46,15 @@
 //!   `fieldValidation`, CEL); built-in types get a few hand-written checks (Event required
 //!   fields, finalizers on deleting objects), not their full validation. CEL list items are not
 //!   correlated with their old versions (no transition rules inside lists), and no CEL cost
-//!   budget is enforced. `set_admission(false)` turns admission off for tests that need an
+//!   budget is enforced (a CRD whose rule the real server estimates over the budget is
+//!   admitted here; `the_crds_rules_are_within_the_cel_cost_budget` in tests/ground_truth shows
+//!   the project's rules within it on the real server). `set_admission(false)` turns admission off for tests that need an
 //!   object the CRD would refuse. No authentication or RBAC (a `forbidden` fault answers 403 as
 //!   RBAC would).
 //! - Namespaces need not exist before objects are created in them.
-//! - Server-side apply is field-level but simplified: lists are atomic (no `k:`/`v:` keys, so a
-//!   conflict names the whole list), the applied metadata is limited to labels, annotations,
+//! - Server-side apply is field-level but simplified: lists are atomic (no `k:` keys, so a
+//!   conflict names the whole list) except `metadata.finalizers`, a set whose elements are owned
+//!   one by one (`v:` keys) and merged in structured-merge-diff's order, the applied metadata is limited to labels, annotations,
 //!   finalizers and ownerReferences, and managedFields entries carry the same `time`.
 //! - Updates take ownership of the leaf fields whose values they change; managedFields content
 //!   otherwise differs in detail from the real server's (only its effects are compared).

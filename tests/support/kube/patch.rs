@@ -370,6 +370,33 @@ pub fn paths_of(fields: &Value) -> Vec<FieldPath> {
     out
 }
 
+/// Server-side apply's merge of a `listType=set` list (structured-merge-diff's order): the live
+/// list's order is kept; an applied element the live list lacks goes in before the next applied
+/// element the live list has (or at the end); no element twice.
+pub fn merge_set(live: &[Value], applied: &[Value]) -> Vec<Value> {
+    let (mut lhs, mut rhs) = (live, applied);
+    let mut out: Vec<Value> = Vec::new();
+    while !lhs.is_empty() || !rhs.is_empty() {
+        let next = if lhs.is_empty() {
+            let (first, rest) = rhs.split_first().expect("not empty");
+            rhs = rest;
+            first
+        } else if rhs.is_empty() || !applied.contains(&lhs[0]) || live.contains(&rhs[0]) {
+            let (first, rest) = lhs.split_first().expect("not empty");
+            lhs = rest;
+            first
+        } else {
+            let (first, rest) = rhs.split_first().expect("not empty");
+            rhs = rest;
+            first
+        };
+        if !out.contains(next) {
+            out.push(next.clone());
+        }
+    }
+    out
+}
+
 /// Deep merge for apply: maps merge, everything else (lists included) replaces.
 pub fn apply_merge(target: &mut Value, applied: &Value) {
     match (target.as_object_mut(), applied) {

@@ -345,6 +345,24 @@ fn finalizers(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Drops the metadata fields that are empty lists or maps (finalizers, ownerReferences, labels,
+/// annotations): the real server round-trips metadata through Go's `ObjectMeta`, whose
+/// `omitempty` leaves them out (recorded on apiextensions-apiserver v1.36.4, on create and patch).
+fn drop_empty_metadata(object: &mut Value) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in ["finalizers", "ownerReferences", "labels", "annotations"] {
+            let empty = match meta.get(field) {
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Object(o)) => o.is_empty(),
+                _ => false,
+            };
+            if empty {
+                meta.remove(field);
+            }
+        }
+    }
+}
+
 fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -677,6 +695,8 @@ impl Store {
         if def.generation {
             m.insert("generation".into(), json!(1));
         }
+        drop_empty_metadata(&mut object);
+        let m = object["metadata"].as_object_mut().expect("made an object");
         if def.plural == "namespaces" {
             let labels = m.entry("labels").or_insert_with(|| json!({}));
             labels["kubernetes.io/metadata.name"] = json!(name);
@@ -872,6 +892,16 @@ impl Store {
                 }
                 _ => {}
             }
+        }
+        // metadata.finalizers is a set: the applied elements merge into the live ones.
+        if let Some(Value::Array(applied_set)) = scoped.pointer("/metadata/finalizers") {
+            let live: Vec<Value> = next
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let merged = patch::merge_set(&live, applied_set);
+            scoped["metadata"]["finalizers"] = Value::Array(merged);
         }
         patch::apply_merge(&mut next, &scoped);
         self.admit(def, name, &mut next, Some(&current), subresource, writer)?;
@@ -1069,6 +1099,7 @@ impl Store {
         current: Value,
         mut next: Value,
     ) -> Result<Value, ApiError> {
+        drop_empty_metadata(&mut next);
         if next == current {
             return Ok(current);
         }
@@ -1189,7 +1220,8 @@ impl Store {
 
     /// CRD deletion as the real server does it: the first DELETE sets `deletionTimestamp`, adds
     /// the `customresourcecleanup.apiextensions.k8s.io` finalizer and a `Terminating`
-    /// condition; every instance is then deleted (finalizers honoured), and the CRD is gone
+    /// condition (`InstanceDeletionPending` in the answer, `InstanceDeletionInProgress` right
+    /// after); every instance is then deleted (finalizers honoured), and the CRD is gone
     /// once the last instance is. The real server does the last two asynchronously.
     fn delete_crd(&mut self, def: &ResourceDef, name: &str) -> Result<Value, ApiError> {
         let current = self.get(def, "", name)?;
@@ -1215,13 +1247,27 @@ impl Store {
         if let Some(Value::Array(conditions)) = conditions {
             conditions.retain(|c| c["type"] != "Terminating");
             conditions.push(json!({
-                "type": "Terminating", "status": "True", "reason": "InstanceDeletionInProgress",
-                "message": "CustomResource deletion is in progress", "lastTransitionTime": now(),
+                "type": "Terminating", "status": "True", "reason": "InstanceDeletionPending",
+                "message": "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
+                "lastTransitionTime": now(),
             }));
         }
         let rv = self.next_rv();
         next["metadata"]["resourceVersion"] = json!(rv.to_string());
         let key = (def.key(), String::new(), name.to_owned());
+        self.objects.insert(key.clone(), next.clone());
+        self.record(def, "", "MODIFIED", next.clone());
+        // The DELETE answers with the pending condition; the CRD finalizer's controller then
+        // says it is deleting the instances (a status write of its own).
+        let answer = next.clone();
+        if let Some(Value::Array(conditions)) = next.pointer_mut("/status/conditions") {
+            for condition in conditions.iter_mut().filter(|c| c["type"] == "Terminating") {
+                condition["reason"] = json!("InstanceDeletionInProgress");
+                condition["message"] = json!("CustomResource deletion is in progress");
+            }
+        }
+        let rv = self.next_rv();
+        next["metadata"]["resourceVersion"] = json!(rv.to_string());
         self.objects.insert(key, next.clone());
         self.record(def, "", "MODIFIED", next.clone());
         let group = next
@@ -1236,7 +1282,7 @@ impl Store {
             let _ = self.delete(&instance, &namespace, &instance_name);
         }
         self.finish_crd_deletions();
-        Ok(next)
+        Ok(answer)
     }
 
     /// Releases the cleanup finalizer of every deleting CRD that has no instances left (the
@@ -1369,7 +1415,18 @@ fn managed_entries(object: &Value) -> Vec<ManagedEntry> {
         .unwrap_or_default()
 }
 
+/// Stores managedFields in the real server's order: by operation (`Apply` before `Update`),
+/// then time, manager and subresource.
 fn store_entries(object: &mut Value, entries: &[ManagedEntry]) {
+    let mut entries = entries.to_vec();
+    entries.sort_by(|p, q| {
+        (&p.operation, &p.time, &p.manager, &p.subresource).cmp(&(
+            &q.operation,
+            &q.time,
+            &q.manager,
+            &q.subresource,
+        ))
+    });
     let encoded: Vec<Value> = entries
         .iter()
         .map(|e| {
