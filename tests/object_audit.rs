@@ -214,7 +214,6 @@ async fn an_audit_of_every_object_reports_the_clis_exact_figures_once_with_an_ev
     let rule = managers.iter().find(|(m, _)| m == FIELD_MANAGER).unwrap();
     assert!(rule.1.get("f:objects").is_none(), "{managers:?}");
 
-
     // Against another rule the figures are stale: a new audit, one more status write.
     let patch = json!({"spec": {"algorithm": "KMS", "kmsMasterKeyId": null}});
     h.api
@@ -229,6 +228,27 @@ async fn an_audit_of_every_object_reports_the_clis_exact_figures_once_with_an_ev
     assert_eq!(objects_of(&again).unwrap()["belowRule"], 6);
     assert_eq!(emulator_total(&h, "HeadObject"), 24);
     assert_eq!(object_writes(&h), 0);
+
+    // Opting out removes the figures and their series: stale numbers do not outlive the audit.
+    let patch = json!({"spec": {"objectAudit": null}});
+    h.api
+        .patch("data", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let out = h
+        .wait_for("data", "status.objects removed", |o| {
+            objects_of(o).is_none()
+                && o.status.as_ref().and_then(|s| s.observed_generation) == o.metadata.generation
+        })
+        .await;
+    assert_eq!(condition(&out, "Ready").unwrap().0, "True");
+    h.ticks(3).await;
+    let metrics = h.metrics.encode();
+    assert!(
+        !metrics.contains("oss_encryption_operator_audit_objects_below_rule{"),
+        "{metrics}"
+    );
+    assert_eq!(emulator_total(&h, "HeadObject"), 24, "no audit after opting out");
     h.stop_controller().await;
 }
 

@@ -41,6 +41,8 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()>) {
     let mut recent: HashMap<String, ObjectAuditStatus> = HashMap::new();
     // Resources with audit metrics, by uid: their series go when they stop auditing or go.
     let mut reported: HashMap<String, (String, String, String)> = HashMap::new();
+    // Resources whose stale status.objects was removed (until the cache shows it gone).
+    let mut cleared: HashSet<String> = HashSet::new();
     let mut tick = tokio::time::interval(settings.scan_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
@@ -61,14 +63,35 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()>) {
             _ = tick.tick() => {
                 let now = Timestamp::now();
                 let mut auditing = HashSet::new();
+                let mut seen = HashSet::new();
                 for store in &ctx.stores {
                     for object in store.state() {
                         if !super::in_shard(ctx.settings.shard, &object) {
                             continue;
                         }
                         let Ok(resource) = object.0.as_ref() else { continue };
-                        let Some((desired, audit)) = wanted(resource) else { continue };
                         let uid = resource.uid().unwrap_or_default();
+                        seen.insert(uid.clone());
+                        let Some((desired, audit)) = wanted(resource) else {
+                            let stale = resource.status.as_ref().is_some_and(|s| s.objects.is_some());
+                            if stale
+                                && resource.meta().deletion_timestamp.is_none()
+                                && !in_flight.contains(&uid)
+                                && !cleared.contains(&uid)
+                            {
+                                let (namespace, name, _) = labels(resource);
+                                match report::clear_audit_status(&ctx, &namespace, &name).await {
+                                    Ok(()) => {
+                                        cleared.insert(uid);
+                                    }
+                                    Err(error) => {
+                                        tracing::warn!(%error, %namespace, %name, "could not clear the object audit");
+                                    }
+                                }
+                            }
+                            continue;
+                        };
+                        cleared.remove(&uid);
                         auditing.insert(uid.clone());
                         if in_flight.contains(&uid) || !may_audit(resource, &ctx) {
                             continue;
@@ -89,6 +112,7 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()>) {
                     }
                 }
                 recent.retain(|uid, _| auditing.contains(uid));
+                cleared.retain(|uid| seen.contains(uid));
                 reported.retain(|uid, (namespace, name, bucket)| {
                     let keep = auditing.contains(uid);
                     if !keep {

@@ -78,6 +78,23 @@ pub async fn write_audit_status(
     Ok(())
 }
 
+/// Removes `status.objects` once a resource no longer asks for an audit: an apply under the
+/// audit's field manager that sends none of its fields (server-side apply drops the fields only
+/// it owned), so stale figures do not outlive the opt-in.
+pub async fn clear_audit_status(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
+    let patch = json!({
+        "apiVersion": "oss.encryption.dev/v1alpha1",
+        "kind": "BucketEncryption",
+        "status": {},
+    });
+    let params = PatchParams::apply(AUDIT_FIELD_MANAGER).force();
+    raw_api(ctx, namespace)
+        .patch_status(name, &params, &Patch::Apply(&patch))
+        .await
+        .map_err(|e| Error::kube(format!("clearing the object audit of {namespace}/{name}"), e))?;
+    Ok(())
+}
+
 /// Writes the status of a cluster-scoped object `K` named `name` with server-side apply, under
 /// the operator's field manager (policies, grants).
 pub async fn apply_cluster_status<K>(
