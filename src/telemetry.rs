@@ -89,8 +89,9 @@ struct ReadyLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AuditLabels {
-    namespace: String,
-    name: String,
+    /// Not `namespace`: Prometheus' target label of the operator's pod would clash with it.
+    resource_namespace: String,
+    resource_name: String,
     bucket: String,
 }
 
@@ -319,8 +320,8 @@ impl Metrics {
         outcome: AuditOutcome,
     ) {
         let labels = AuditLabels {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
+            resource_namespace: namespace.to_owned(),
+            resource_name: name.to_owned(),
             bucket: bucket.to_owned(),
         };
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -340,8 +341,8 @@ impl Metrics {
     /// Drops a resource's audit series (it was deleted or stopped asking for audits).
     pub fn forget_object_audit(&self, namespace: &str, name: &str, bucket: &str) {
         let labels = AuditLabels {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
+            resource_namespace: namespace.to_owned(),
+            resource_name: name.to_owned(),
             bucket: bucket.to_owned(),
         };
         self.audit_below_rule.remove(&labels);

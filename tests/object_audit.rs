@@ -165,7 +165,7 @@ async fn an_audit_of_every_object_reports_the_clis_exact_figures_once_with_an_ev
 
     // The metrics, per resource and by outcome.
     let metrics = h.metrics.encode();
-    let series = r#"{namespace="team-a",name="data",bucket="data-kms"}"#;
+    let series = r#"{resource_namespace="team-a",resource_name="data",bucket="data-kms"}"#;
     for line in [
         format!("oss_encryption_operator_audit_objects_below_rule{series} 6"),
         format!("oss_encryption_operator_audit_objects_examined{series} 12"),
