@@ -149,15 +149,19 @@ fn is_zero(n: &u64) -> bool {
 /// Examined objects by encryption: exactly the CLI's `byEncryption` keys.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 pub struct EncryptionCounts {
+    /// Not encrypted (no x-oss-server-side-encryption).
     #[serde(rename = "None")]
     pub none: u64,
+    /// SSE-OSS with AES-256.
     #[serde(rename = "AES256")]
     pub aes256: u64,
+    /// SSE-OSS with SM4.
     #[serde(rename = "SM4")]
     pub sm4: u64,
     /// KMS without SM4 data encryption, whatever the CMK.
     #[serde(rename = "KMS")]
     pub kms: u64,
+    /// KMS with SM4 data encryption.
     #[serde(rename = "KMS+SM4")]
     pub kms_sm4: u64,
 }
@@ -176,6 +180,7 @@ pub struct DatedObject {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct BelowRuleShare {
+    /// The sample's share below the rule.
     pub estimate: String,
     /// Lower bound of the 95% Wilson score interval.
     pub low: String,
