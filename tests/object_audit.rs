@@ -4,7 +4,8 @@
 //! examined with a sample), a Warning event and the metrics report objects below the rule, no
 //! object is ever written, the status is written once per audit and survives the rule
 //! reconcile's own status writes, a resource that does not own its bucket (or whose bucket is
-//! not in sync) is never audited, and an audit never holds a reconcile slot.
+//! not in sync) is never audited, an audit never holds a reconcile slot, and objects that cannot
+//! be read are errors, never counted as unencrypted.
 
 mod support;
 
@@ -418,4 +419,63 @@ async fn an_audit_never_holds_a_reconcile_slot() {
     let slow = h.api.get("slow").await.unwrap();
     assert_eq!(objects_of(&slow), None, "the audit is still running");
     assert!(emulator_total(&h, "HeadObject") < 60);
+}
+
+#[tokio::test]
+async fn objects_that_cannot_be_read_are_counted_as_errors_never_as_unencrypted() {
+    // Two data-plane requests a second, so the audit is still running when access is revoked.
+    let h = harness(&["revoked"], |settings| {
+        settings.object_audits.qps = 2.0;
+        settings.object_audits.burst = 1;
+    })
+    .await;
+    h.oss
+        .emulator
+        .state()
+        .seed_objects(
+            "revoked",
+            Seed {
+                prefix: "o/".into(),
+                count: 16,
+                encryptions: vec![ObjectSse::none()],
+                last_modified: None,
+                size: 1,
+            },
+        )
+        .unwrap();
+    h.create("revoked", "revoked", json!({"objectAudit": {}})).await;
+    h.wait_in_sync("revoked").await;
+    for _ in 0..200 {
+        if emulator_total(&h, "HeadObject") >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The access key loses the bucket mid-audit: every further HeadObject is 403 AccessDenied.
+    h.oss
+        .emulator
+        .state()
+        .set_access_denied("revoked", support::oss::ACCESS_KEY_ID, true);
+    let audited = h
+        .wait_for("revoked", "status.objects", |o| objects_of(o).is_some())
+        .await;
+    let objects = objects_of(&audited).unwrap();
+    let (examined, errors) = (
+        objects["examined"].as_u64().unwrap(),
+        objects["errors"].as_u64().unwrap(),
+    );
+    assert_eq!(objects["listed"], 16);
+    assert_eq!(examined + errors, 16, "{objects}");
+    assert!(examined >= 3 && errors > 0, "{objects}");
+    assert_eq!(
+        objects["belowRule"], examined,
+        "only examined objects are counted"
+    );
+    assert_eq!(objects["byEncryption"]["None"], examined);
+    let error = objects["error"].as_str().unwrap();
+    assert!(
+        error.contains("AccessDenied") && error.contains("request id"),
+        "{error}"
+    );
+    assert_eq!(object_writes(&h), 0);
 }
