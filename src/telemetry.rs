@@ -324,13 +324,10 @@ impl Metrics {
             resource_name: name.to_owned(),
             bucket: bucket.to_owned(),
         };
-        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.audit_below_rule
             .get_or_create(&labels)
-            .set(gauge(status.below_rule));
-        self.audit_examined
-            .get_or_create(&labels)
-            .set(gauge(status.examined));
+            .set(status.below_rule);
+        self.audit_examined.get_or_create(&labels).set(status.examined);
         self.object_audits
             .get_or_create(&OutcomeLabel {
                 outcome: outcome.as_str().to_owned(),

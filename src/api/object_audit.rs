@@ -16,7 +16,7 @@ pub const MAX_AUDIT_INTERVAL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_AUDIT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// The largest sample: the sample is held in memory while the listing streams by, and 10,000
 /// objects already bound the share below the rule within about one percentage point.
-pub const MAX_SAMPLE: u32 = 10_000;
+pub const MAX_SAMPLE: i32 = 10_000;
 /// The most CMK ids `status.objects.byKey` lists (the largest counts; `byKeyOmitted` counts
 /// the objects under the rest), so a bucket under many keys cannot grow the status unbounded.
 pub const MAX_KEYS_SHOWN: usize = 20;
@@ -41,7 +41,7 @@ pub struct ObjectAuditSpec {
     /// one HeadObject per object per audit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
-    pub sample: Option<u32>,
+    pub sample: Option<i32>,
 }
 
 /// `spec.objectAudit`, checked.
@@ -49,7 +49,7 @@ pub struct ObjectAuditSpec {
 pub struct ObjectAudit {
     pub interval: Duration,
     /// `None` = every object.
-    pub sample: Option<u32>,
+    pub sample: Option<i32>,
 }
 
 impl ObjectAuditSpec {
@@ -106,22 +106,22 @@ pub struct ObjectAuditStatus {
     pub rule: String,
     /// The sample size asked for; absent when every object was examined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sample: Option<u32>,
+    pub sample: Option<i32>,
     /// Objects the listing held.
-    pub listed: u64,
+    pub listed: i64,
     /// Objects whose encryption was read (HeadObject).
-    pub examined: u64,
+    pub examined: i64,
     /// Examined objects weaker than the rule (None < AES256 = SM4 < KMS).
-    pub below_rule: u64,
+    pub below_rule: i64,
     /// Examined objects by encryption.
     pub by_encryption: EncryptionCounts,
     /// KMS objects per CMK id as HeadObject names it (OSS's managed key included); the 20
     /// largest counts.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub by_key: BTreeMap<String, u64>,
+    pub by_key: BTreeMap<String, i64>,
     /// KMS objects under CMKs that byKey leaves out.
     #[serde(default, skip_serializing_if = "is_zero")]
-    pub by_key_omitted: u64,
+    pub by_key_omitted: i64,
     /// The examined object below the rule modified longest ago.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_below_rule: Option<DatedObject>,
@@ -136,13 +136,13 @@ pub struct ObjectAuditStatus {
     pub requests: AuditRequests,
     /// Objects that could not be read, and a listing that failed.
     #[serde(default, skip_serializing_if = "is_zero")]
-    pub errors: u64,
+    pub errors: i64,
     /// The first error, with the OSS code and request id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-fn is_zero(n: &u64) -> bool {
+fn is_zero(n: &i64) -> bool {
     *n == 0
 }
 
@@ -151,19 +151,19 @@ fn is_zero(n: &u64) -> bool {
 pub struct EncryptionCounts {
     /// Not encrypted (no x-oss-server-side-encryption).
     #[serde(rename = "None")]
-    pub none: u64,
+    pub none: i64,
     /// SSE-OSS with AES-256.
     #[serde(rename = "AES256")]
-    pub aes256: u64,
+    pub aes256: i64,
     /// SSE-OSS with SM4.
     #[serde(rename = "SM4")]
-    pub sm4: u64,
+    pub sm4: i64,
     /// KMS without SM4 data encryption, whatever the CMK.
     #[serde(rename = "KMS")]
-    pub kms: u64,
+    pub kms: i64,
     /// KMS with SM4 data encryption.
     #[serde(rename = "KMS+SM4")]
-    pub kms_sm4: u64,
+    pub kms_sm4: i64,
 }
 
 /// An object, named and dated.
@@ -193,9 +193,9 @@ pub struct BelowRuleShare {
 #[serde(rename_all = "camelCase")]
 pub struct AuditRequests {
     /// ListObjectsV2 pages (1,000 objects each).
-    pub list_objects: u64,
+    pub list_objects: i64,
     /// HeadObject requests (one per examined object).
-    pub head_object: u64,
+    pub head_object: i64,
 }
 
 #[cfg(test)]

@@ -174,7 +174,7 @@ async fn audit_one(
             };
             let examine = audit
                 .sample
-                .map_or(Examine::All, |n| Examine::Sample(u64::from(n)));
+                .map_or(Examine::All, |n| Examine::Sample(u64::try_from(n).unwrap_or(1)));
             let result = audit_bucket(
                 &ctx.oss,
                 &ctx.objects,

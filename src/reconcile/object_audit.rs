@@ -90,20 +90,25 @@ fn dated(d: &Dated) -> DatedObject {
 
 /// `status.objects` for one audit's result, ended at `now` (the CLI's figures, bounded: at most
 /// 20 CMK ids, keys cut to 256 characters, the first error only).
-pub fn audit_status(audit: &BucketAudit, sample: Option<u32>, now: &str) -> ObjectAuditStatus {
+/// A count as the status holds it (int64, as Kubernetes API integers are), saturating.
+fn n(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+pub fn audit_status(audit: &BucketAudit, sample: Option<i32>, now: &str) -> ObjectAuditStatus {
     let tally = &audit.objects;
-    let count = |kind: &str| tally.by_encryption.get(kind).copied().unwrap_or(0);
+    let count = |kind: &str| n(tally.by_encryption.get(kind).copied().unwrap_or(0));
     let mut keys: Vec<(&String, &u64)> = tally.by_key.iter().collect();
     // The largest counts first; ties by key id, so the choice is stable.
     keys.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    let omitted = keys.iter().skip(MAX_KEYS_SHOWN).map(|(_, n)| **n).sum();
+    let omitted = n(keys.iter().skip(MAX_KEYS_SHOWN).map(|(_, k)| **k).sum());
     ObjectAuditStatus {
         last_audit_time: now.to_owned(),
         rule: audit.rule.clone(),
         sample,
-        listed: audit.listed,
-        examined: tally.examined,
-        below_rule: tally.below_rule,
+        listed: n(audit.listed),
+        examined: n(tally.examined),
+        below_rule: n(tally.below_rule),
         by_encryption: EncryptionCounts {
             none: count("None"),
             aes256: count("AES256"),
@@ -114,7 +119,7 @@ pub fn audit_status(audit: &BucketAudit, sample: Option<u32>, now: &str) -> Obje
         by_key: keys
             .into_iter()
             .take(MAX_KEYS_SHOWN)
-            .map(|(k, n)| (k.clone(), *n))
+            .map(|(k, count)| (k.clone(), n(*count)))
             .collect(),
         by_key_omitted: omitted,
         oldest_below_rule: tally.oldest_below_rule.as_ref().map(dated),
@@ -125,10 +130,10 @@ pub fn audit_status(audit: &BucketAudit, sample: Option<u32>, now: &str) -> Obje
             high: percent(s.high),
         }),
         requests: AuditRequests {
-            list_objects: audit.requests.list_objects,
-            head_object: audit.requests.head_object,
+            list_objects: n(audit.requests.list_objects),
+            head_object: n(audit.requests.head_object),
         },
-        errors: audit.error_count,
+        errors: n(audit.error_count),
         error: audit.errors.first().cloned(),
     }
 }
@@ -165,7 +170,7 @@ mod tests {
     use crate::oss::EncryptionRule;
     use crate::oss::objects::ObjectEncryption;
 
-    fn last(rule: &str, sample: Option<u32>, at: &str, examined: u64, errors: u64) -> ObjectAuditStatus {
+    fn last(rule: &str, sample: Option<i32>, at: &str, examined: i64, errors: i64) -> ObjectAuditStatus {
         ObjectAuditStatus {
             last_audit_time: at.into(),
             rule: rule.into(),
