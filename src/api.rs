@@ -128,6 +128,12 @@ pub struct BucketEncryptionSpec {
     /// it such a write is refused with Ready=False/DowngradeBlocked.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_downgrade: bool,
+
+    /// Opt-in: audit the bucket's objects every interval (ListObjectsV2 and HeadObject, never a
+    /// write) and report in status.objects how many are encrypted below the rule. Absent means
+    /// no audit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_audit: Option<ObjectAuditSpec>,
 }
 
 /// The default encryption algorithm.
@@ -223,6 +229,9 @@ pub struct BucketEncryptionStatus {
     /// How often the operator found the rule changed behind its back and put it right.
     #[serde(default)]
     pub drift_corrections: i64,
+    /// The last object encryption audit (spec.objectAudit), written by the audit alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectAuditStatus>,
 }
 
 /// A rule as OSS reported it.
@@ -294,6 +303,8 @@ pub struct DesiredState {
     pub resync_interval: Option<Duration>,
     /// `spec.allowDowngrade`.
     pub allow_downgrade: bool,
+    /// `spec.objectAudit`, checked (`None` = no audit).
+    pub object_audit: Option<ObjectAudit>,
 }
 
 /// Why a spec is invalid (each message names the field).
@@ -331,6 +342,10 @@ impl BucketEncryptionSpec {
         let resync_interval = resync_interval(self.resync_interval.as_deref())
             .map_err(|problem| problems.push(problem))
             .unwrap_or(None);
+        let object_audit = self
+            .object_audit
+            .as_ref()
+            .and_then(|audit| audit.validate().map_err(|p| problems.extend(p)).ok());
         if let Some(secret) = &self.credentials
             && secret.secret_ref.name.trim().is_empty()
         {
@@ -357,6 +372,7 @@ impl BucketEncryptionSpec {
                 },
                 resync_interval,
                 allow_downgrade: self.allow_downgrade,
+                object_audit,
             }),
             _ => Err(InvalidSpec(problems)),
         }
@@ -471,7 +487,10 @@ pub fn reference_markdown() -> String {
 }
 
 pub mod grant;
+pub mod object_audit;
 pub mod policy;
+
+pub use object_audit::{ObjectAudit, ObjectAuditSpec, ObjectAuditStatus};
 
 #[cfg(test)]
 mod tests;

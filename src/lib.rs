@@ -2,10 +2,12 @@
 //! `BucketEncryption` resource.
 //!
 //! - [`oss`]: the OSS client (signing, XML, errors, endpoints, credentials); no Kubernetes here.
+//! - [`audit`]: object encryption coverage (list, head, tally), shared by the CLI and the controller.
 //! - [`kms`]: the KMS client for the key pre-flight (DescribeKey, ACS3 signing, cache).
 //! - [`emulator`]: a faithful OSS stand-in for tests, benchmarks and the quickstart.
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod demo;
 pub mod emulator;

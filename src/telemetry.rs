@@ -87,6 +87,40 @@ struct ReadyLabel {
     status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditLabels {
+    /// Not `namespace`: Prometheus' target label of the operator's pod would clash with it.
+    resource_namespace: String,
+    resource_name: String,
+    bucket: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+/// How an object audit ended (`object_audits_total{outcome}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditOutcome {
+    /// No examined object is below the rule.
+    Clean,
+    /// Some examined objects are below the rule.
+    BelowRule,
+    /// Nothing could be examined (listing refused, credentials, ...).
+    Failed,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Clean => "clean",
+            Self::BelowRule => "below_rule",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// A reconcile waiting for a slot (see [`Metrics::queued`]); leaves the queue when dropped.
 pub struct Queued(Gauge);
 
@@ -111,6 +145,9 @@ pub struct Metrics {
     objects: Family<ReadyLabel, Gauge>,
     leader: Gauge,
     not_permitted: Gauge,
+    audit_below_rule: Family<AuditLabels, Gauge>,
+    audit_examined: Family<AuditLabels, Gauge>,
+    object_audits: Family<OutcomeLabel, Counter>,
     oss_throttles: Counter,
     oss_rate: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// The client whose current rate the gauge reports at scrape time.
@@ -220,6 +257,24 @@ impl Metrics {
             "BucketEncryptions that no BucketEncryptionGrant permits (--tenancy grants): they make no OSS request",
             not_permitted.clone(),
         );
+        let audit_below_rule = Family::<AuditLabels, Gauge>::default();
+        registry.register(
+            "audit_objects_below_rule",
+            "Objects below the rule among those the last object audit (spec.objectAudit) examined, per resource",
+            audit_below_rule.clone(),
+        );
+        let audit_examined = Family::<AuditLabels, Gauge>::default();
+        registry.register(
+            "audit_objects_examined",
+            "Objects the last object audit (spec.objectAudit) examined, per resource",
+            audit_examined.clone(),
+        );
+        let object_audits = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "object_audits",
+            "Object audits by outcome (clean, below_rule, failed)",
+            object_audits.clone(),
+        );
         let oss_throttles = Counter::default();
         registry.register(
             "oss_throttles",
@@ -249,7 +304,46 @@ impl Metrics {
             objects,
             leader,
             not_permitted,
+            audit_below_rule,
+            audit_examined,
+            object_audits,
         }
+    }
+
+    /// Records one object audit of a resource: its figures and its outcome.
+    pub fn object_audited(
+        &self,
+        namespace: &str,
+        name: &str,
+        bucket: &str,
+        status: &crate::api::ObjectAuditStatus,
+        outcome: AuditOutcome,
+    ) {
+        let labels = AuditLabels {
+            resource_namespace: namespace.to_owned(),
+            resource_name: name.to_owned(),
+            bucket: bucket.to_owned(),
+        };
+        self.audit_below_rule
+            .get_or_create(&labels)
+            .set(status.below_rule);
+        self.audit_examined.get_or_create(&labels).set(status.examined);
+        self.object_audits
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Drops a resource's audit series (it was deleted or stopped asking for audits).
+    pub fn forget_object_audit(&self, namespace: &str, name: &str, bucket: &str) {
+        let labels = AuditLabels {
+            resource_namespace: namespace.to_owned(),
+            resource_name: name.to_owned(),
+            bucket: bucket.to_owned(),
+        };
+        self.audit_below_rule.remove(&labels);
+        self.audit_examined.remove(&labels);
     }
 
     /// Counts one Kubernetes API request (see [`kube_api`]).

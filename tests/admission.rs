@@ -265,6 +265,75 @@ async fn resync_interval_is_bounded() {
 }
 
 #[tokio::test]
+async fn object_audit_interval_and_sample_are_bounded() {
+    let (_server, api) = server().await;
+    let admitted = [
+        json!({}),
+        json!({"interval": "1h"}),
+        json!({"interval": "24h", "sample": 1000}),
+        json!({"interval": "720h", "sample": 10000}),
+        json!({"interval": "90m", "sample": 1}),
+        json!({"sample": 500}),
+    ];
+    for (i, audit) in admitted.iter().enumerate() {
+        api.create(
+            &PostParams::default(),
+            &object(&format!("ok-{i}"), json!({"objectAudit": audit})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{audit}: {e}"));
+    }
+    let refusals = [
+        (
+            json!({"interval": "59m"}),
+            "spec.objectAudit.interval",
+            "between 1h and 720h",
+        ),
+        (
+            json!({"interval": "721h"}),
+            "spec.objectAudit.interval",
+            "between 1h and 720h",
+        ),
+        (
+            json!({"interval": "daily"}),
+            "spec.objectAudit.interval",
+            "should match",
+        ),
+        (
+            json!({"sample": 0}),
+            "spec.objectAudit.sample",
+            "should be greater than or equal to 1",
+        ),
+        (
+            json!({"sample": 10001}),
+            "spec.objectAudit.sample",
+            "should be less than or equal to 10000",
+        ),
+        (
+            json!({"sample": "all"}),
+            "spec.objectAudit.sample",
+            "must be of type integer",
+        ),
+    ];
+    for (i, (audit, field, says)) in refusals.iter().enumerate() {
+        let causes = refused(&api, &format!("bad-{i}"), json!({"objectAudit": audit})).await;
+        // (A value off the pattern also fails the CEL duration conversion: a second cause.)
+        assert!(
+            causes[0].0 == *field && causes[0].1.contains(says),
+            "{audit}: {causes:?}"
+        );
+    }
+    // The controller checks the same bounds (an object admitted before the CRD said so).
+    let spec: oss_encryption_operator::api::BucketEncryptionSpec = serde_json::from_value(json!({
+        "bucket": "b-1", "region": "cn-hangzhou", "algorithm": "KMS",
+        "objectAudit": {"interval": "30m", "sample": 20000}
+    }))
+    .unwrap();
+    let problems = spec.validate().unwrap_err().0;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}
+
+#[tokio::test]
 async fn enums_patterns_and_required_fields() {
     let (_server, api) = server().await;
     let causes = refused(&api, "des", json!({"algorithm": "DES"})).await;

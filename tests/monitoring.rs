@@ -255,6 +255,7 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_on_a_live_metrics_end
     // controller, so that every family has samples: a family without any is not exposed.
     let mut h = Harness::start_with(&["watched", "keyed"], |settings| {
         settings.policy_secret_namespace = NAMESPACE.into();
+        settings.object_audits.scan_period = Duration::from_millis(100);
     })
     .await;
     h.stop_controller().await;
@@ -284,15 +285,21 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_on_a_live_metrics_end
             ..KmsKey::default()
         },
     );
-    h.create("watched", "watched", json!({})).await;
+    // With an object audit, so the audit's families have samples too.
+    h.create("watched", "watched", json!({"objectAudit": {}})).await;
     h.create(
         "keyed",
         "keyed",
         json!({"algorithm": "KMS", "kmsMasterKeyId": "key-live"}),
     )
     .await;
+    // Ready=True and InSync=True (Ready says Applied after the first write, as it confirms it).
     h.wait_in_sync("watched").await;
     h.wait_in_sync("keyed").await;
+    h.wait_for("watched", "status.objects", |o| {
+        o.status.as_ref().is_some_and(|s| s.objects.is_some())
+    })
+    .await;
     create_policy(&h, "audit", json!({"rule": {"algorithm": "KMS"}})).await;
     wait_status(&h, "audit", "a pass", |s| {
         s["buckets"]["selected"].as_i64() == Some(2)

@@ -14,6 +14,7 @@ fn spec(algorithm: Algorithm) -> BucketEncryptionSpec {
         resync_interval: None,
         signature_version: SignatureVersionSpec::V4,
         allow_downgrade: false,
+        object_audit: None,
     }
 }
 

@@ -359,6 +359,21 @@ pub struct RunArgs {
     #[command(flatten)]
     pub rate: OssRateArgs,
 
+    /// Object audits (spec.objectAudit) running at once, each on one bucket, apart from the
+    /// --concurrency slots of the rule reconciles.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub audit_concurrency: u16,
+
+    /// The most data-plane requests (ListObjectsV2, HeadObject) per second that all object
+    /// audits together make: the ceiling of their own adaptive limiter, apart from the
+    /// management calls' --oss-qps.
+    #[arg(long, default_value_t = 100.0, value_parser = parse_qps)]
+    pub audit_qps: f64,
+
+    /// Object audit requests allowed at once after an idle period.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub audit_burst: u32,
+
     #[command(flatten)]
     pub kms: KmsArgs,
 

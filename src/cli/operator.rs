@@ -57,6 +57,12 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             )
         }),
         tenancy: args.tenancy,
+        object_audits: crate::reconcile::AuditSettings {
+            concurrency: args.audit_concurrency,
+            qps: args.audit_qps,
+            burst: args.audit_burst,
+            ..crate::reconcile::AuditSettings::default()
+        },
     };
     tracing::info!(?settings, "starting the controller");
     // One shutdown signal for the HTTP server, the election and the controller.

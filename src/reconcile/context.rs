@@ -17,11 +17,15 @@ use super::grants::Tenancy;
 use super::shard::Shard;
 use crate::api::BucketEncryption;
 use crate::kms::KeyChecker;
+use crate::oss::objects::ObjectClient;
 use crate::oss::{CredentialsProvider, OssClient};
 use crate::telemetry::Metrics;
 
 /// The field manager of every write the controller makes.
 pub const FIELD_MANAGER: &str = "oss-encryption-operator";
+/// The field manager of the object audit's `status.objects` (apart from the rule's status, so
+/// neither apply erases the other's fields).
+pub const AUDIT_FIELD_MANAGER: &str = "oss-encryption-operator-audit";
 
 /// Guarded objects: one that does not deserialise still reaches reconcile (and gets InvalidSpec).
 pub type Guarded = DeserializeGuard<BucketEncryption>;
@@ -54,6 +58,33 @@ pub struct Settings {
     pub policy_election: Option<crate::leader::Election>,
     /// Whether a resource needs a BucketEncryptionGrant (`--tenancy`, DESIGN.md 3.5).
     pub tenancy: Tenancy,
+    /// The object audit worker (`spec.objectAudit`).
+    pub object_audits: AuditSettings,
+}
+
+/// The object audit worker's bounds (`--audit-concurrency`, `--audit-qps`, `--audit-burst`).
+#[derive(Clone, Debug)]
+pub struct AuditSettings {
+    /// Audits running at once (each one bucket), apart from the reconciles' slots.
+    pub concurrency: u16,
+    /// The ceiling of the data-plane limiter (ListObjectsV2 and HeadObject per second) that
+    /// every audit shares; adaptive below it, apart from the management API's limiter.
+    pub qps: f64,
+    /// Data-plane requests allowed at once after an idle period.
+    pub burst: u32,
+    /// How often the worker looks for audits that are due.
+    pub scan_period: Duration,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            qps: 100.0,
+            burst: 20,
+            scan_period: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Settings {
@@ -79,6 +110,7 @@ impl Default for Settings {
             shard: Shard::ALL,
             policy_election: None,
             tenancy: Tenancy::Open,
+            object_audits: AuditSettings::default(),
         }
     }
 }
@@ -87,6 +119,9 @@ impl Default for Settings {
 pub struct Context {
     pub client: kube::Client,
     pub oss: OssClient,
+    /// The data-plane client of the object audits (ListObjectsV2, HeadObject): its own limiter,
+    /// made from `oss` with `settings.object_audits`' ceiling.
+    pub objects: ObjectClient,
     /// The operator's own credentials; `None` when absent or forbidden (`--allow-operator-credentials=false`).
     pub operator_credentials: Option<CredentialsProvider>,
     pub recorder: Recorder,
@@ -115,8 +150,10 @@ impl Context {
     ) -> Self {
         let permits = Semaphore::new(usize::from(settings.concurrency.max(1)));
         let claims = Arc::new(ClaimsIndex::new(stores.len(), settings.tenancy).with_shard(settings.shard));
+        let objects = oss.data_plane(settings.object_audits.qps, settings.object_audits.burst);
         Self {
             client,
+            objects,
             oss,
             operator_credentials,
             recorder,

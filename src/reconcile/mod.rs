@@ -3,6 +3,7 @@
 //! `schedule`, `finalizer::decide`); effects sit at the edges (`connect`, `report`, `finalizer`).
 //! This file wires the watchers, caches and controllers, and maps errors to retries.
 
+pub mod audit_worker;
 pub mod claims;
 pub mod connect;
 pub mod context;
@@ -11,6 +12,7 @@ pub mod finalizer;
 pub mod grant_controller;
 pub mod grants;
 pub mod judge;
+pub mod object_audit;
 pub mod ownership;
 pub mod plan;
 pub mod policy;
@@ -36,7 +38,7 @@ use tokio::sync::mpsc;
 
 use crate::oss::{CredentialsProvider, OssClient};
 use crate::telemetry::{Metrics, Probe};
-pub use context::{Context, FIELD_MANAGER, Guarded, Settings};
+pub use context::{AUDIT_FIELD_MANAGER, AuditSettings, Context, FIELD_MANAGER, Guarded, Settings};
 pub use error::Error;
 pub use schedule::resync_interval;
 
@@ -277,6 +279,13 @@ pub async fn run(
     }
     if let Some(client) = policy_client {
         runs.push(policies(client, ctx.clone(), stopped.clone()).boxed());
+    }
+    {
+        let mut stopped = stopped.clone();
+        let stop = async move {
+            let _ = stopped.wait_for(Option::is_some).await;
+        };
+        runs.push(audit_worker::run(ctx.clone(), stop).boxed());
     }
     let all = futures_util::future::join_all(runs);
     tokio::pin!(all);

@@ -6,7 +6,7 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use serde_json::json;
 
-use super::context::{Context, FIELD_MANAGER};
+use super::context::{AUDIT_FIELD_MANAGER, Context, FIELD_MANAGER};
 use super::error::Error;
 use super::status::{Report, next_status};
 use crate::api::{BucketEncryption, BucketEncryptionStatus};
@@ -29,6 +29,8 @@ pub fn now() -> String {
 }
 
 /// Writes the status with server-side apply, only when `report` changes what is stored.
+/// `status.objects` is left out of the patch: the object audit owns it under its own field
+/// manager ([`write_audit_status`]), so this apply neither erases nor takes it over.
 pub async fn write_status(
     ctx: &Context,
     namespace: &str,
@@ -37,9 +39,10 @@ pub async fn write_status(
     generation: Option<i64>,
     report: &Report,
 ) -> Result<(), Error> {
-    let Some(status) = next_status(current, generation, report, &now()) else {
+    let Some(mut status) = next_status(current, generation, report, &now()) else {
         return Ok(());
     };
+    status.objects = None;
     let patch = json!({
         "apiVersion": "oss.encryption.dev/v1alpha1",
         "kind": "BucketEncryption",
@@ -53,7 +56,45 @@ pub async fn write_status(
     Ok(())
 }
 
-/// The stored status of an object that cannot be read as a typed resource (read raw).
+/// Writes `status.objects` (one object audit's result) with server-side apply under the audit's
+/// own field manager: the only field it sends, so the rule's status and the audit's never
+/// overwrite each other. One write per audit.
+pub async fn write_audit_status(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    objects: &crate::api::ObjectAuditStatus,
+) -> Result<(), Error> {
+    let patch = json!({
+        "apiVersion": "oss.encryption.dev/v1alpha1",
+        "kind": "BucketEncryption",
+        "status": {"objects": objects},
+    });
+    let params = PatchParams::apply(AUDIT_FIELD_MANAGER).force();
+    raw_api(ctx, namespace)
+        .patch_status(name, &params, &Patch::Apply(&patch))
+        .await
+        .map_err(|e| Error::kube(format!("writing the object audit of {namespace}/{name}"), e))?;
+    Ok(())
+}
+
+/// Removes `status.objects` once a resource no longer asks for an audit: an apply under the
+/// audit's field manager that sends none of its fields (server-side apply drops the fields only
+/// it owned), so stale figures do not outlive the opt-in.
+pub async fn clear_audit_status(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
+    let patch = json!({
+        "apiVersion": "oss.encryption.dev/v1alpha1",
+        "kind": "BucketEncryption",
+        "status": {},
+    });
+    let params = PatchParams::apply(AUDIT_FIELD_MANAGER).force();
+    raw_api(ctx, namespace)
+        .patch_status(name, &params, &Patch::Apply(&patch))
+        .await
+        .map_err(|e| Error::kube(format!("clearing the object audit of {namespace}/{name}"), e))?;
+    Ok(())
+}
+
 /// Writes the status of a cluster-scoped object `K` named `name` with server-side apply, under
 /// the operator's field manager (policies, grants).
 pub async fn apply_cluster_status<K>(
@@ -77,6 +118,7 @@ where
     Ok(())
 }
 
+/// The stored status of an object that cannot be read as a typed resource (read raw).
 pub async fn stored_status(
     ctx: &Context,
     namespace: &str,

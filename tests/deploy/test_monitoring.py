@@ -63,7 +63,7 @@ def test_promtool_accepts_the_rendered_rules(where, tmp_path):
     alerts = {rule["alert"] for group in spec["groups"] for rule in group["rules"]}
     assert alerts == {"OssEncryptionResourcesNotReady", "OssEncryptionDriftCorrections", "OssEncryptionThrottled",
                       "OssEncryptionKmsChecksFailing", "OssEncryptionNoLeader", "OssEncryptionPolicyNonCompliant",
-                      "OssEncryptionResourcesNotPermitted"}
+                      "OssEncryptionResourcesNotPermitted", "OssEncryptionObjectsBelowRule"}
 
 
 @pytest.mark.parametrize("where", ["chart", "kustomize"])
@@ -90,7 +90,8 @@ def test_the_rule_tests_fail_against_wrong_rules(tmp_path):
     assert run.returncode != 0
     failed = run.stdout + run.stderr
     for alert in ["OssEncryptionResourcesNotReady", "OssEncryptionDriftCorrections", "OssEncryptionThrottled",
-                  "OssEncryptionKmsChecksFailing", "OssEncryptionPolicyNonCompliant", "OssEncryptionResourcesNotPermitted"]:
+                  "OssEncryptionKmsChecksFailing", "OssEncryptionPolicyNonCompliant", "OssEncryptionResourcesNotPermitted",
+                  "OssEncryptionObjectsBelowRule"]:
         assert f"alertname: {alert}," in failed, f"{alert}'s tests pass with a wrong threshold:\n{failed}"
 
 

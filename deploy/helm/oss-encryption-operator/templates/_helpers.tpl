@@ -83,7 +83,7 @@ api::parse_duration does (a number and a unit, repeated; ms is read before m). *
 {{- if gt (float64 (include "oss-encryption-operator.seconds" .Values.kms.cacheTTL)) 86400.0 }}
 {{- fail (printf "kms.cacheTTL: %s is longer than the binary's maximum for --kms-cache-ttl, 24h" .Values.kms.cacheTTL) }}
 {{- end }}
-{{- $chartFlags := list "run" "--log-format" "--metrics-addr" "--oss-qps" "--oss-burst" "--oss-qps-mode" "--kms-preflight" "--kms-network" "--kms-cache-ttl" "--kms-qps" "--enable-policies" "--concurrency" "--resync-interval" "--allow-operator-credentials" "--allowed-endpoint-suffixes" "--namespace" "--label-selector" "--leader-election" "--leader-election-lease" }}
+{{- $chartFlags := list "run" "--log-format" "--metrics-addr" "--oss-qps" "--oss-burst" "--oss-qps-mode" "--kms-preflight" "--kms-network" "--kms-cache-ttl" "--kms-qps" "--audit-concurrency" "--audit-qps" "--audit-burst" "--enable-policies" "--concurrency" "--resync-interval" "--allow-operator-credentials" "--allowed-endpoint-suffixes" "--namespace" "--label-selector" "--leader-election" "--leader-election-lease" }}
 {{- range .Values.extraArgs }}
 {{- $flag := first (splitList "=" (toString .)) }}
 {{- if has $flag $chartFlags }}
