@@ -205,3 +205,141 @@ async fn huge_bodies_are_refused_early_with_a_request_id_and_counted() {
     assert!(response.text().await.unwrap().contains("EntityTooLarge"));
     assert_eq!(oss.emulator.state().counters()["PutBucketEncryption"][&400], 1);
 }
+
+/// A client that sends a PutBucketEncryption head promising `length` bytes, then one byte every
+/// 50 ms and never the rest; it returns what the server answered (empty when it only closed).
+async fn trickle(addr: std::net::SocketAddr, bucket: &str, length: usize, prefix: usize) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let head =
+        format!("PUT /{bucket}/?encryption HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {length}\r\n\r\n");
+    writer.write_all(head.as_bytes()).await.unwrap();
+    writer.write_all(&vec![b' '; prefix]).await.unwrap();
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    // The dripping ends with this client (also when its task is aborted).
+    let _dripping = AbortOnDrop(tokio::spawn(async move {
+        for _ in prefix..length.saturating_sub(1) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+        // Hold the connection open without finishing the body.
+        std::future::pending::<()>().await;
+    }));
+    // Read until the server closes (or resets: what came before stays read).
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = reader.read(&mut chunk).await {
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "a body that never ends is never answered");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn slow_bodies_time_out_are_counted_and_normal_requests_are_still_answered() {
+    let oss = TestOss::start_with(EmulatorConfig {
+        access_keys: vec![(ACCESS_KEY_ID.into(), ACCESS_KEY_SECRET.into())],
+        buckets: vec![("slow".into(), REGION.into()), ("fast".into(), REGION.into())],
+        body_read_timeout: Duration::from_millis(1500),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let addr = oss.emulator.addr();
+    let slow = 100;
+    let clients: Vec<_> = (0..slow)
+        .map(|_| tokio::spawn(trickle(addr, "slow", 2000, 10)))
+        .collect();
+    // Every slow client is being read before the normal request is sent.
+    let started = Instant::now();
+    while oss.emulator.bodies_reading() < slow {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "slow clients connect"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rule =
+        oss_encryption_operator::oss::EncryptionRule::new(oss_encryption_operator::oss::SseAlgorithm::Aes256);
+    oss.client()
+        .put_encryption(&oss.target("fast"), &oss.credentials, &rule)
+        .await
+        .expect("a normal request is answered while slow clients hold connections");
+    assert!(
+        oss.emulator.bodies_reading() >= slow,
+        "the slow clients are still there"
+    );
+    for client in clients {
+        let answer = client.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("<Code>RequestTimeout</Code>"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
+    let counters = oss.emulator.state().counters();
+    assert_eq!(counters["PutBucketEncryption"][&400], slow as u64, "{counters:?}");
+    assert_eq!(counters["PutBucketEncryption"][&200], 1, "{counters:?}");
+    assert_eq!(oss.emulator.state().bucket("slow").unwrap().rule, None);
+    assert_eq!(
+        oss.emulator.bodies_reading(),
+        0,
+        "nothing is held after they are answered"
+    );
+}
+
+#[tokio::test]
+async fn bodies_share_a_budget_and_small_ones_are_read_when_it_is_used_up() {
+    let oss = TestOss::start_with(EmulatorConfig {
+        access_keys: vec![(ACCESS_KEY_ID.into(), ACCESS_KEY_SECRET.into())],
+        buckets: vec![("slow".into(), REGION.into()), ("fast".into(), REGION.into())],
+        body_budget: 64 * 1024,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let addr = oss.emulator.addr();
+    // Each holds 20 KiB beyond the free bytes: three fit in 64 KiB, the fourth does not.
+    let free = oss_encryption_operator::emulator::BODY_FREE_BYTES;
+    let holders: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(trickle(addr, "slow", 60_000, free + 20 * 1024)))
+        .collect();
+    let started = Instant::now();
+    while oss.emulator.body_budget_in_use() < 3 * 20 * 1024 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "holders send their bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = trickle(addr, "slow", 60_000, free + 20 * 1024).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("<Code>ServiceUnavailable</Code>"), "{refused}");
+    let rule =
+        oss_encryption_operator::oss::EncryptionRule::new(oss_encryption_operator::oss::SseAlgorithm::Sm4);
+    oss.client()
+        .put_encryption(&oss.target("fast"), &oss.credentials, &rule)
+        .await
+        .expect("a small body needs no budget");
+    for holder in holders {
+        holder.abort();
+    }
+    let started = Instant::now();
+    while oss.emulator.body_budget_in_use() > 0 || oss.emulator.bodies_reading() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the budget comes back when they leave"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

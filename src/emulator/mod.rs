@@ -9,6 +9,7 @@
 mod admin;
 mod api;
 mod auth;
+mod body;
 mod kms;
 pub mod objects;
 mod reply;
@@ -29,6 +30,7 @@ use tokio::task::JoinHandle;
 
 pub use admin::PREFIX as ADMIN_PREFIX;
 pub use auth::MAX_SKEW;
+pub use body::FREE_BYTES as BODY_FREE_BYTES;
 pub use state::{Bucket, Counters, EmulatorState, Faults, KmsKey, StoredRule};
 
 use crate::oss::Endpoint;
@@ -55,6 +57,12 @@ pub struct EmulatorConfig {
     pub persist_path: Option<PathBuf>,
     /// A connection that has not sent a complete request head within this time is closed.
     pub header_read_timeout: Duration,
+    /// A request whose body is not complete within this time (from its head) is answered
+    /// `400 RequestTimeout` and its connection closed.
+    pub body_read_timeout: Duration,
+    /// Bytes that all bodies being read may hold together (beyond [`BODY_FREE_BYTES`] each);
+    /// a body that would need more is answered `503 ServiceUnavailable`.
+    pub body_budget: usize,
 }
 
 impl Default for EmulatorConfig {
@@ -68,6 +76,8 @@ impl Default for EmulatorConfig {
             kms_keys: Vec::new(),
             persist_path: None,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            body_budget: 16 * 1024 * 1024,
         }
     }
 }
@@ -76,6 +86,7 @@ impl Default for EmulatorConfig {
 pub struct Emulator {
     addr: SocketAddr,
     state: Arc<EmulatorState>,
+    bodies: Arc<body::BodyReader>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -98,13 +109,15 @@ impl Emulator {
         }
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let app = router(state.clone(), config.default_region.clone());
+        let bodies = body::BodyReader::new(MAX_BODY, config.body_read_timeout, config.body_budget);
+        let app = router(state.clone(), config.default_region.clone(), bodies.clone());
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, app, config.header_read_timeout, signal));
         tracing::info!(%addr, "OSS emulator listening");
         Ok(Self {
             addr,
             state,
+            bodies,
             shutdown: Some(shutdown),
             task: Some(task),
         })
@@ -127,6 +140,16 @@ impl Emulator {
     /// Direct access to the state (set rules, read counters, inject faults) for in-process users.
     pub fn state(&self) -> &Arc<EmulatorState> {
         &self.state
+    }
+
+    /// How many OSS/KMS/STS request bodies are being read right now.
+    pub fn bodies_reading(&self) -> usize {
+        self.bodies.reading()
+    }
+
+    /// Bytes of the shared body budget held right now.
+    pub fn body_budget_in_use(&self) -> usize {
+        self.bodies.budget_in_use()
     }
 
     /// Stops accepting requests and waits for the server task.
@@ -186,30 +209,56 @@ async fn serve(
     connections.shutdown().await;
 }
 
-fn router(state: Arc<EmulatorState>, default_region: String) -> Router {
+fn router(state: Arc<EmulatorState>, default_region: String, bodies: Arc<body::BodyReader>) -> Router {
     admin::routes(default_region)
-        .fallback(serve_oss)
+        .fallback(move |State(state): State<Arc<EmulatorState>>, request: Request| {
+            serve_oss(state, bodies.clone(), request)
+        })
         .with_state(state)
 }
 
+/// The answer to a body that was not read: answered and counted like any other request, and
+/// the connection closed (the rest of the body is never read).
+fn body_refused(state: &EmulatorState, method: &axum::http::Method, error: body::BodyError) -> Response {
+    use body::BodyError;
+    let fault = match error {
+        BodyError::TooLarge => reply::OssFault::new(
+            400,
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed size.",
+            "0005-00000002",
+        ),
+        // OSS lists `RequestTimeout` (400) among its common error codes; the message is the
+        // S3-lineage one, the EC is not documented.
+        BodyError::TimedOut | BodyError::Broken => reply::OssFault::new(
+            400,
+            "RequestTimeout",
+            "Your socket connection to the server was not read from or written to within the timeout period.",
+            "0002-00000000",
+        ),
+        BodyError::OverBudget => reply::OssFault::new(
+            503,
+            "ServiceUnavailable",
+            "Thread pool is almost full, please retry later",
+            "0004-00000301",
+        ),
+    };
+    let request_id = state.next_request_id();
+    state.count(api::api_name(method), fault.status);
+    let mut response = reply::error_response(&fault, &request_id, "", "");
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    reply::finish(response, &request_id, state.now())
+}
+
 /// Everything that is not admin: KMS (`x-acs-action`), STS (`?Action=`) or the OSS API.
-async fn serve_oss(State(state): State<Arc<EmulatorState>>, request: Request) -> Response {
+async fn serve_oss(state: Arc<EmulatorState>, bodies: Arc<body::BodyReader>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+    let body: Bytes = match bodies.read(body).await {
         Ok(body) => body,
-        Err(_) => {
-            // Refused after reading at most MAX_BODY bytes, answered and counted like any other.
-            let fault = reply::OssFault::new(
-                400,
-                "EntityTooLarge",
-                "Your proposed upload exceeds the maximum allowed size.",
-                "0005-00000002",
-            );
-            let request_id = state.next_request_id();
-            state.count(api::api_name(&parts.method), fault.status);
-            let response = reply::error_response(&fault, &request_id, "", "");
-            return reply::finish(response, &request_id, state.now());
-        }
+        Err(error) => return body_refused(&state, &parts.method, error),
     };
     let raw_query = parts.uri.query().unwrap_or("");
     if kms::is_kms(&parts.headers, raw_query) {
