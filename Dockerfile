@@ -14,6 +14,7 @@ RUN mkdir -p src/bin benches \
  && echo 'fn main() {}' > benches/cli.rs \
  && echo 'fn main() {}' > benches/audit.rs \
  && echo 'fn main() {}' > benches/slow_clients.rs \
+ && echo 'fn main() {}' > benches/state_file.rs \
  && cargo build --release --locked --bins \
  && rm -rf src benches
 COPY . .

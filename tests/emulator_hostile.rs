@@ -343,3 +343,151 @@ async fn bodies_share_a_budget_and_small_ones_are_read_when_it_is_used_up() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn a_put_appends_to_the_journal_instead_of_rewriting_the_state_file() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let config = EmulatorConfig {
+        access_keys: vec![(ACCESS_KEY_ID.into(), ACCESS_KEY_SECRET.into())],
+        buckets: (0..1000)
+            .map(|i| (format!("bucket-{i:04}"), REGION.to_owned()))
+            .collect(),
+        persist_path: Some(path.clone()),
+        ..EmulatorConfig::default()
+    };
+    let oss = TestOss::start_with(config.clone()).await;
+    let before = std::fs::metadata(&path).unwrap();
+    let rule = oss_encryption_operator::oss::EncryptionRule::kms(Some("cmk-7"), None);
+    oss.client()
+        .put_encryption(&oss.target("bucket-0007"), &oss.credentials, &rule)
+        .await
+        .unwrap();
+    let after = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        (before.ino(), before.len(), before.mtime_nsec()),
+        (after.ino(), after.len(), after.mtime_nsec()),
+        "one PUT rewrote the whole state file of 1,000 buckets"
+    );
+    oss.emulator.stop().await;
+    let oss = TestOss::start_with(EmulatorConfig {
+        buckets: Vec::new(),
+        ..config
+    })
+    .await;
+    let got = oss
+        .client()
+        .get_encryption(&oss.target("bucket-0007"), &oss.credentials)
+        .await
+        .unwrap();
+    assert_eq!(got.value, Some(rule), "the acknowledged write is read back");
+}
+
+/// Starts the emulator binary with a state file; returns it and its URL.
+fn emulator_with_state(path: &std::path::Path, buckets: usize) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_oss-emulator"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--state", path.to_str().unwrap()])
+        .args(["--access-key", &format!("{ACCESS_KEY_ID}:{ACCESS_KEY_SECRET}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for i in 0..buckets {
+        command.args(["--bucket", &format!("bucket-{i:04}")]);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(url.starts_with("http://"), "{line}");
+    (child, url)
+}
+
+#[tokio::test]
+async fn kill_9_never_loses_an_acknowledged_write() {
+    use oss_encryption_operator::oss::{
+        BucketTarget, ClientConfig, Credentials, CredentialsProvider, EncryptionRule, Endpoint, OssClient,
+    };
+    let client_for = |endpoint: &Endpoint| {
+        let mut config = ClientConfig {
+            retry: support::oss::fast_retries(1),
+            qps: 100_000.0,
+            burst: 100_000,
+            ..ClientConfig::default()
+        };
+        config.allow_list.allow(endpoint.authority());
+        std::sync::Arc::new(OssClient::new(config).unwrap())
+    };
+    let credentials: CredentialsProvider = Credentials::new(ACCESS_KEY_ID, ACCESS_KEY_SECRET).into();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let buckets = 400;
+    for round in 0..3 {
+        let (mut child, url) = emulator_with_state(&path, if round == 0 { buckets } else { 0 });
+        let endpoint = Endpoint::parse(&url).unwrap();
+        let client = client_for(&endpoint);
+        let rule = move |i: usize| EncryptionRule::kms(Some(&format!("round-{round}-key-{i}")), None);
+        let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (enough, mut enough_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let mut writers = tokio::task::JoinSet::new();
+        for writer in 0..32 {
+            let (client, credentials, endpoint, acknowledged, enough) = (
+                client.clone(),
+                credentials.clone(),
+                endpoint.clone(),
+                acknowledged.clone(),
+                enough.clone(),
+            );
+            writers.spawn(async move {
+                for i in (writer..buckets).step_by(32) {
+                    let target = BucketTarget::new(&format!("bucket-{i:04}"), REGION)
+                        .unwrap()
+                        .with_endpoint(endpoint.clone());
+                    if client
+                        .put_encryption(&target, &credentials, &rule(i))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let mut acked = acknowledged.lock().unwrap();
+                    acked.push(i);
+                    if acked.len() == buckets / 2 {
+                        let _ = enough.try_send(());
+                    }
+                }
+            });
+        }
+        // Killed in the middle of the writes.
+        enough_rx.recv().await.unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        while writers.join_next().await.is_some() {}
+        let acked = acknowledged.lock().unwrap().clone();
+        assert!(
+            acked.len() >= buckets / 2 && acked.len() < buckets,
+            "{}",
+            acked.len()
+        );
+
+        let (mut child, url) = emulator_with_state(&path, 0);
+        let endpoint = Endpoint::parse(&url).unwrap();
+        let client = client_for(&endpoint);
+        for i in acked {
+            let target = BucketTarget::new(&format!("bucket-{i:04}"), REGION)
+                .unwrap()
+                .with_endpoint(endpoint.clone());
+            let got = client.get_encryption(&target, &credentials).await;
+            assert_eq!(
+                got.map(|g| g.value).ok().flatten(),
+                Some(rule(i)),
+                "round {round}: acknowledged write to bucket-{i:04} lost"
+            );
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

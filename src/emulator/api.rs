@@ -200,7 +200,7 @@ pub async fn handle(
     let answered = if service {
         list_buckets(&state, &method, raw_query, headers, over_qps)
     } else {
-        answer(&state, &method, path, raw_query, headers, &body, over_qps)
+        answer(&state, &method, path, raw_query, headers, &body, over_qps).await
     };
     let (status, response) = match answered {
         Ok(ok) => ok,
@@ -236,7 +236,7 @@ fn object_route(
     Route::of(method, &percent_decode(&object), &oss_query(raw_query), headers)
 }
 
-fn answer(
+async fn answer(
     state: &EmulatorState,
     method: &Method,
     path: &str,
@@ -325,22 +325,27 @@ fn answer(
         },
         Method::PUT => {
             let rule = validate_put(headers, body).map_err(fail)?;
-            persist(state, &bucket, Some(rule)).map_err(fail)?;
+            persist(state, &bucket, Some(rule)).await.map_err(fail)?;
             Ok((200, empty_response(200)))
         }
         _ => {
-            persist(state, &bucket, None).map_err(fail)?;
+            persist(state, &bucket, None).await.map_err(fail)?;
             Ok((204, empty_response(204)))
         }
     }
 }
 
 /// Stores a rule; a write that cannot be persisted is not acknowledged (500, state unchanged).
-fn persist(state: &EmulatorState, bucket: &str, rule: Option<StoredRule>) -> Result<(), OssFault> {
-    state.try_set_rule(bucket, rule).map(|_| ()).map_err(|error| {
-        tracing::error!(%error, bucket, "the emulator could not persist a write; refused");
-        OssFault::internal_error()
-    })
+/// The answer waits until the write is durable (group commit with other writes).
+async fn persist(state: &EmulatorState, bucket: &str, rule: Option<StoredRule>) -> Result<(), OssFault> {
+    state
+        .try_set_rule(bucket, rule)
+        .await
+        .map(|_| ())
+        .map_err(|error| {
+            tracing::error!(%error, bucket, "the emulator could not persist a write; refused");
+            OssFault::internal_error()
+        })
 }
 
 /// The region a V4 Authorization claims (V1 has none; any value then).

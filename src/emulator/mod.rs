@@ -12,6 +12,7 @@ mod auth;
 mod body;
 mod kms;
 pub mod objects;
+mod persist;
 mod reply;
 pub mod state;
 mod sts;
@@ -98,9 +99,7 @@ impl Emulator {
         for (id, secret) in &config.access_keys {
             state.add_access_key(id, secret);
         }
-        for (name, region) in &config.buckets {
-            state.create_bucket(name, region);
-        }
+        state.create_buckets(&config.buckets);
         for token in &config.oidc_tokens {
             state.accept_oidc_token(token);
         }
