@@ -330,3 +330,20 @@ async fn the_cache_expires_after_its_ttl() {
         verdict.describe()
     );
 }
+
+#[tokio::test]
+async fn a_kms_clock_beyond_the_bound_is_a_skew_error_naming_the_endpoint_and_the_offset() {
+    let oss = kms_with(&[("key-abc", key(REGION, &[]))]).await;
+    oss.emulator
+        .state()
+        .set_clock_offset(jiff::SignedDuration::from_hours(24 * 10));
+    let client = client_for(&oss);
+    let error = client
+        .describe_key(REGION, "key-abc", &oss.credentials)
+        .await
+        .expect_err("a server clock 10 days off is not followed");
+    let text = error.to_string();
+    assert!(text.contains(&oss.emulator.endpoint().authority().to_string()), "{text}");
+    assert!(text.contains("240h"), "{text}");
+    assert_eq!(error.code(), Some("InvalidTimeStamp.Expired"));
+}
