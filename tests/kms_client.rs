@@ -343,7 +343,10 @@ async fn a_kms_clock_beyond_the_bound_is_a_skew_error_naming_the_endpoint_and_th
         .await
         .expect_err("a server clock 10 days off is not followed");
     let text = error.to_string();
-    assert!(text.contains(&oss.emulator.endpoint().authority().to_string()), "{text}");
+    assert!(
+        text.contains(&oss.emulator.endpoint().authority().to_string()),
+        "{text}"
+    );
     assert!(text.contains("240h"), "{text}");
     assert_eq!(error.code(), Some("InvalidTimeStamp.Expired"));
 }
