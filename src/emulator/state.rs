@@ -125,6 +125,9 @@ pub const MAX_STS_SESSIONS: usize = 10_000;
 /// At most this many entries of [`EmulatorState::oidc_tokens_seen`] are kept (the newest).
 pub const MAX_OIDC_TOKENS_SEEN: usize = 1_024;
 
+/// At most this many KMS signature nonces are remembered (the oldest are forgotten first).
+pub const MAX_NONCES: usize = 65_536;
+
 /// Counters of answered requests: by API, then by HTTP status.
 pub type Counters = BTreeMap<String, BTreeMap<u16, u64>>;
 
@@ -149,6 +152,9 @@ struct Inner {
     kms_denied_access_keys: HashSet<String>,
     list_denied_access_keys: HashSet<String>,
     request_seq: u64,
+    /// KMS signature nonces seen within the replay window, oldest first.
+    nonces: VecDeque<(Timestamp, String)>,
+    nonces_seen: HashSet<String>,
     in_flight: usize,
     peak_in_flight: usize,
 }
@@ -531,6 +537,26 @@ impl EmulatorState {
     /// The most OSS requests served at once since the last counter reset.
     pub fn peak_in_flight(&self) -> usize {
         self.lock().peak_in_flight
+    }
+
+    /// Records a KMS signature nonce; `false` when it was used within the replay window (two
+    /// skew windows: a request dated up to 15 minutes ahead stays acceptable 15 minutes later).
+    pub fn use_nonce(&self, nonce: &str) -> bool {
+        let now = self.now();
+        let window = SignedDuration::try_from(super::auth::MAX_SKEW * 2).unwrap_or(SignedDuration::MAX);
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        while let Some((at, old)) = inner.nonces.front()
+            && (now.duration_since(*at) > window || inner.nonces.len() >= MAX_NONCES)
+        {
+            inner.nonces_seen.remove(old);
+            inner.nonces.pop_front();
+        }
+        if !inner.nonces_seen.insert(nonce.to_owned()) {
+            return false;
+        }
+        inner.nonces.push_back((now, nonce.to_owned()));
+        true
     }
 
     pub fn accept_oidc_token(&self, token: &str) {
