@@ -491,3 +491,24 @@ async fn kill_9_never_loses_an_acknowledged_write() {
         child.wait().unwrap();
     }
 }
+
+#[tokio::test]
+async fn slow_admin_bodies_time_out_too() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let oss = TestOss::start_with(EmulatorConfig {
+        body_read_timeout: Duration::from_millis(300),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(oss.emulator.addr()).await.unwrap();
+    stream
+        .write_all(b"PUT /_emulator/faults HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a slow admin body is never answered");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(oss.emulator.bodies_reading(), 0);
+}

@@ -209,7 +209,39 @@ async fn serve(
 }
 
 fn router(state: Arc<EmulatorState>, default_region: String, bodies: Arc<body::BodyReader>) -> Router {
+    // Admin bodies are read under the same deadline, cap and budget (not counted as OSS calls).
+    let admin_bodies = bodies.clone();
+    let admin_body = axum::middleware::from_fn(move |request: Request, next: axum::middleware::Next| {
+        let bodies = admin_bodies.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            match bodies.read(body).await {
+                Ok(bytes) => {
+                    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                        .await
+                }
+                Err(error) => {
+                    let status = match error {
+                        body::BodyError::TooLarge => axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        body::BodyError::TimedOut | body::BodyError::Broken => {
+                            axum::http::StatusCode::REQUEST_TIMEOUT
+                        }
+                        body::BodyError::OverBudget => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    };
+                    let mut response =
+                        Response::new(axum::body::Body::from(format!("body refused: {error:?}\n")));
+                    *response.status_mut() = status;
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                    response
+                }
+            }
+        }
+    });
     admin::routes(default_region)
+        .route_layer(admin_body)
         .fallback(move |State(state): State<Arc<EmulatorState>>, request: Request| {
             serve_oss(state, bodies.clone(), request)
         })
