@@ -78,7 +78,7 @@ impl Default for EmulatorConfig {
             persist_path: None,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
-            body_budget: 16 * 1024 * 1024,
+            body_budget: 8 * 1024 * 1024,
         }
     }
 }
@@ -179,12 +179,25 @@ async fn serve(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
+    let mut peak_since_trim = 0usize;
+    let mut last_trim = std::time::Instant::now();
     loop {
         let accepted = tokio::select! {
             _ = &mut stop => break,
             accepted = listener.accept() => accepted,
-            // Reap finished connections so the set does not grow.
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            // Reap finished connections so the set does not grow; when most of a crowd has
+            // left, hand its memory back to the OS.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {
+                if peak_since_trim >= TRIM_AFTER_CONNECTIONS
+                    && connections.len() < peak_since_trim / 4
+                    && last_trim.elapsed() >= Duration::from_secs(1)
+                {
+                    peak_since_trim = connections.len();
+                    last_trim = std::time::Instant::now();
+                    tokio::task::spawn_blocking(release_freed_memory);
+                }
+                continue;
+            }
         };
         let stream = match accepted {
             Ok((stream, _)) => stream,
@@ -199,13 +212,39 @@ async fn serve(
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_read_timeout)
+                // A connection's read buffer stays small (request heads are a few KiB; bodies
+                // are copied out as they arrive), whatever a client sends.
+                .max_buf_size(READ_BUFFER)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "OSS emulator connection ended");
             }
         });
+        peak_since_trim = peak_since_trim.max(connections.len());
     }
     connections.shutdown().await;
+}
+
+/// The most a connection's read buffer grows to (hyper's minimum is 8 KiB).
+const READ_BUFFER: usize = 16 * 1024;
+
+/// Freed memory is handed back after a crowd of at least this many connections has left.
+const TRIM_AFTER_CONNECTIONS: usize = 256;
+
+/// Gives freed heap memory back to the OS: glibc keeps what many connections freed in its
+/// arenas, so without this the emulator's RSS would stay at its peak after a crowd has left.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: glibc's malloc_trim only returns free pages of its own heaps to the kernel;
+        // it takes no pointers and is thread-safe.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 fn router(state: Arc<EmulatorState>, default_region: String, bodies: Arc<body::BodyReader>) -> Router {
