@@ -13,6 +13,8 @@ RUN mkdir -p src/bin benches \
  && echo 'fn main() {}' > benches/fleet.rs \
  && echo 'fn main() {}' > benches/cli.rs \
  && echo 'fn main() {}' > benches/audit.rs \
+ && echo 'fn main() {}' > benches/slow_clients.rs \
+ && echo 'fn main() {}' > benches/state_file.rs \
  && cargo build --release --locked --bins \
  && rm -rf src benches
 COPY . .

@@ -79,8 +79,46 @@ pub struct SyntaxError {
 }
 
 /// Parses one YAML (or JSON) document. Errors carry the position and the parser's reason only.
+///
+/// Booleans are read as kubectl reads them: it converts YAML to JSON with sigs.k8s.io/yaml,
+/// that is go-yaml v2 (YAML 1.1), whose plain-scalar booleans are exactly [`YAML11_BOOLEANS`]
+/// (`yes`, `On`, `N`, ... besides `true`/`True`/`TRUE`). Any other spelling (`yES`, `oN`) and
+/// any quoted scalar stay strings, which a boolean field then refuses, as the API server does.
 pub fn parse_document(text: &str) -> Result<Value, SyntaxError> {
-    let options = serde_saphyr::options! { with_snippet: false };
+    let strict = parse_with(text, true)?;
+    if !has_yaml11_candidate(&strict) {
+        return Ok(strict);
+    }
+    // Told apart by parsing again with YAML 1.1 booleans: a scalar that is a string in the
+    // first tree and a boolean in the second was plain (a quoted one is a string in both).
+    match parse_with(text, false) {
+        Ok(lax) => Ok(kubectl_booleans(strict, &lax)),
+        Err(_) => Ok(strict),
+    }
+}
+
+/// go-yaml v2's plain-scalar booleans other than `true`/`false` (`resolve.go`, `resolveMapList`).
+pub const YAML11_BOOLEANS: [(&str, bool); 16] = [
+    ("y", true),
+    ("Y", true),
+    ("yes", true),
+    ("Yes", true),
+    ("YES", true),
+    ("on", true),
+    ("On", true),
+    ("ON", true),
+    ("n", false),
+    ("N", false),
+    ("no", false),
+    ("No", false),
+    ("NO", false),
+    ("off", false),
+    ("Off", false),
+    ("OFF", false),
+];
+
+fn parse_with(text: &str, strict_booleans: bool) -> Result<Value, SyntaxError> {
+    let options = serde_saphyr::options! { with_snippet: false, strict_booleans: strict_booleans };
     serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|error| {
         let (line, column) = error.location().map_or((0, 0), |l| (l.line(), l.column()));
         SyntaxError {
@@ -89,6 +127,42 @@ pub fn parse_document(text: &str) -> Result<Value, SyntaxError> {
             reason: bare_reason(&error.to_string()),
         }
     })
+}
+
+/// Whether a strictly parsed tree holds a string that YAML 1.1 might read as a boolean.
+fn has_yaml11_candidate(value: &Value) -> bool {
+    match value {
+        Value::String(s) => YAML11_BOOLEANS.iter().any(|(w, _)| w.eq_ignore_ascii_case(s)),
+        Value::Array(items) => items.iter().any(has_yaml11_candidate),
+        Value::Object(map) => map.values().any(has_yaml11_candidate),
+        _ => false,
+    }
+}
+
+/// The strict tree with go-yaml v2's plain booleans put back (pure).
+fn kubectl_booleans(strict: Value, lax: &Value) -> Value {
+    match (strict, lax) {
+        (Value::String(s), Value::Bool(b)) if YAML11_BOOLEANS.iter().any(|(w, _)| *w == s) => Value::Bool(*b),
+        (Value::Array(items), Value::Array(lax)) if items.len() == lax.len() => Value::Array(
+            items
+                .into_iter()
+                .zip(lax)
+                .map(|(item, lax)| kubectl_booleans(item, lax))
+                .collect(),
+        ),
+        (Value::Object(map), Value::Object(lax)) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| {
+                    let value = match lax.get(&key) {
+                        Some(lax) => kubectl_booleans(value, lax),
+                        None => value,
+                    };
+                    (key, value)
+                })
+                .collect(),
+        ),
+        (strict, _) => strict,
+    }
 }
 
 /// The parser's reason without its position prefix, its source snippet or anything after the
@@ -491,6 +565,18 @@ mod tests {
         assert!(
             errors[2].contains("c.yaml") && errors[2].contains("not valid YAML"),
             "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn booleans_are_go_yaml_v2_s() {
+        let doc = "a: yes\nb: yES\nc: 'yes'\nd: [On, oN, \"off\", N]\ne: TRUE\nf: tRUE\ng: {h: no}\n";
+        assert_eq!(
+            parse_document(doc).unwrap(),
+            serde_json::json!({
+                "a": true, "b": "yES", "c": "yes", "d": [true, "oN", "off", false],
+                "e": true, "f": "tRUE", "g": {"h": false}
+            })
         );
     }
 

@@ -243,3 +243,51 @@ async fn a_throttling_kms_is_asked_once_per_key_per_run() {
         "one throttled retry ladder (6 attempts) for the run: {calls}"
     );
 }
+
+/// `allowDowngrade` spelled as kubectl reads it: sigs.k8s.io/yaml turns YAML into JSON with
+/// go-yaml v2 (YAML 1.1), so the plain scalars y/Y/yes/Yes/YES/on/On/ON (and true/True/TRUE)
+/// are `true`; any other spelling (`yES`, `oN`) or a quoted "yes" is a string, which the API
+/// server refuses for a boolean field.
+#[tokio::test]
+async fn allow_downgrade_reads_yes_as_kubectl_does() {
+    for (spelling, allowed) in [
+        ("yes", true),
+        ("Yes", true),
+        ("ON", true),
+        ("y", true),
+        ("True", true),
+        ("no", false),
+        ("Off", false),
+        ("N", false),
+    ] {
+        let oss = emulator().await;
+        let manifest = DOWNGRADE.replace(
+            "algorithm: AES256}",
+            &format!("algorithm: AES256, allowDowngrade: {spelling}}}"),
+        );
+        let (code, stdout, stderr) = cli(&oss, &manifest, &["apply"]).await;
+        let written = oss.emulator.state().total("PutBucketEncryption");
+        assert_eq!(
+            (code == 0, written),
+            (allowed, u64::from(allowed)),
+            "allowDowngrade: {spelling}\n{stdout}{stderr}"
+        );
+    }
+    for spelling in ["yES", "oN", "tRUE", "\"yes\"", "'true'"] {
+        let oss = emulator().await;
+        let manifest = DOWNGRADE.replace(
+            "algorithm: AES256}",
+            &format!("algorithm: AES256, allowDowngrade: {spelling}}}"),
+        );
+        let (code, stdout, stderr) = cli(&oss, &manifest, &["apply"]).await;
+        assert_ne!(
+            code, 0,
+            "allowDowngrade: {spelling} is a string, not a boolean\n{stdout}{stderr}"
+        );
+        assert_eq!(oss.emulator.state().total("PutBucketEncryption"), 0, "{spelling}");
+        assert!(
+            format!("{stdout}{stderr}").contains("expected a boolean"),
+            "the document is invalid: {stdout}{stderr}"
+        );
+    }
+}

@@ -393,3 +393,121 @@ async fn a_qps_cap_answers_503_throttling() {
         ]
     );
 }
+
+/// A V1 or V4 request signed for `region` (V4 scope) and sent with `host` as its Host.
+async fn send_as_host(
+    oss: &TestOss,
+    version: SignatureVersion,
+    host: &str,
+    bucket: Option<&str>,
+    region: &str,
+) -> (u16, ServiceError) {
+    let mut headers = Vec::new();
+    let query = match bucket {
+        Some(_) => vec![("encryption".to_owned(), String::new())],
+        None => Vec::new(),
+    };
+    let auth = sign(
+        version,
+        &Credentials::new(ACCESS_KEY_ID, ACCESS_KEY_SECRET),
+        Target {
+            method: "GET",
+            bucket,
+            key: None,
+            query: &query,
+            region,
+        },
+        &mut headers,
+        Timestamp::now(),
+    );
+    let path = if bucket.is_some() { "/?encryption" } else { "/" };
+    let mut request = reqwest::Client::new()
+        .get(format!("{}{path}", oss.emulator.url()))
+        .header("host", host)
+        .header("Authorization", auth);
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    let response = request.send().await.expect("emulator answers");
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap();
+    (status, ServiceError::from_response(status, &body, "", ""))
+}
+
+#[tokio::test]
+async fn a_bucket_addressed_through_another_regions_endpoint_is_refused_for_v1_too() {
+    let oss = started().await;
+    for version in [SignatureVersion::V1, SignatureVersion::V4] {
+        let (status, error) = send_as_host(
+            &oss,
+            version,
+            &format!("{BUCKET}.oss-cn-shanghai.aliyuncs.com"),
+            Some(BUCKET),
+            "cn-shanghai",
+        )
+        .await;
+        assert_eq!(
+            (status, error.code.as_str()),
+            (403, "AccessDenied"),
+            "{version:?}: {error:?}"
+        );
+        assert!(
+            error
+                .message
+                .contains("must be addressed using the specified endpoint"),
+            "{error:?}"
+        );
+        // The bucket's own region's endpoint (public or internal) is fine.
+        for host in [
+            format!("{BUCKET}.oss-{REGION}.aliyuncs.com"),
+            format!("{BUCKET}.oss-{REGION}-internal.aliyuncs.com"),
+        ] {
+            let (status, error) = send_as_host(&oss, version, &host, Some(BUCKET), REGION).await;
+            assert_eq!(
+                (status, error.code.as_str()),
+                (404, "NoSuchServerSideEncryptionRule"),
+                "{version:?} {host}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn list_buckets_v4_scope_must_be_the_endpoints_region() {
+    let oss = started().await;
+    let (status, error) = send_as_host(
+        &oss,
+        SignatureVersion::V4,
+        "oss-cn-shanghai.aliyuncs.com",
+        None,
+        "cn-hangzhou",
+    )
+    .await;
+    assert_eq!(
+        (status, error.code.as_str()),
+        (403, "SignatureDoesNotMatch"),
+        "{error:?}"
+    );
+    assert!(error.message.contains("signing region"), "{error:?}");
+    let (status, _) = send_as_host(
+        &oss,
+        SignatureVersion::V4,
+        "oss-cn-shanghai.aliyuncs.com",
+        None,
+        "cn-shanghai",
+    )
+    .await;
+    assert_eq!(status, 200, "the endpoint's own region");
+    let (status, error) = send_as_host(
+        &oss,
+        SignatureVersion::V4,
+        &oss.emulator.endpoint().authority(),
+        None,
+        "NOT_A_REGION",
+    )
+    .await;
+    assert_eq!(
+        status, 403,
+        "an IP endpoint stands for any region, not for none: {error:?}"
+    );
+}

@@ -330,3 +330,157 @@ async fn the_cache_expires_after_its_ttl() {
         verdict.describe()
     );
 }
+
+#[tokio::test]
+async fn a_kms_clock_beyond_the_bound_is_a_skew_error_naming_the_endpoint_and_the_offset() {
+    let oss = kms_with(&[("key-abc", key(REGION, &[]))]).await;
+    oss.emulator
+        .state()
+        .set_clock_offset(jiff::SignedDuration::from_hours(24 * 10));
+    let client = client_for(&oss);
+    let error = client
+        .describe_key(REGION, "key-abc", &oss.credentials)
+        .await
+        .expect_err("a server clock 10 days off is not followed");
+    let text = error.to_string();
+    assert!(
+        text.contains(&oss.emulator.endpoint().authority().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("240h"), "{text}");
+    assert_eq!(error.code(), Some("InvalidTimeStamp.Expired"));
+}
+
+/// A DescribeKey request signed by hand with ACS3 (as the client signs it), sent raw; `signed`
+/// names the headers that go into the signature (`None`: every header, as the client does).
+async fn raw_describe_key(
+    oss: &TestOss,
+    credentials: &Credentials,
+    date: jiff::Timestamp,
+    nonce: &str,
+    signed: Option<&[&str]>,
+) -> (u16, String) {
+    use oss_encryption_operator::kms::{request, sign};
+    let host = oss.emulator.endpoint().authority();
+    let date = date.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut out = request::describe_key(&request::Inputs {
+        credentials,
+        host: &host,
+        key_id: "key-abc",
+        date: &date,
+        nonce,
+        user_agent: "test",
+    });
+    if let Some(names) = signed {
+        out.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let canonical = sign::canonical_request(&sign::Request {
+            method: "POST",
+            path: "/",
+            query: &out.query,
+            headers: &out.headers,
+            signed_headers: &names,
+            payload_hash: sign::EMPTY_SHA256,
+        });
+        let signature = sign::acs3_signature(
+            credentials.access_key_secret(),
+            &sign::string_to_sign(sign::ACS3, &canonical),
+        );
+        out.headers.push((
+            "authorization".into(),
+            format!(
+                "{} Credential={},SignedHeaders={},Signature={signature}",
+                sign::ACS3,
+                credentials.access_key_id(),
+                names.join(";")
+            ),
+        ));
+    }
+    oss_encryption_operator::install_tls_provider();
+    let mut http = reqwest::Client::new()
+        .post(format!("{}/?{}", oss.emulator.url(), out.query_string()))
+        .header("content-length", "0");
+    for (name, value) in out.headers.iter().filter(|(n, _)| n != "host") {
+        http = http.header(name, value);
+    }
+    let response = http.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (status, body["Code"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test]
+async fn acs3_must_sign_its_date_and_nonce() {
+    let oss = kms_with(&[("key-abc", key(REGION, &[]))]).await;
+    let credentials = Credentials::new(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
+    let now = jiff::Timestamp::now();
+    let (status, code) =
+        raw_describe_key(&oss, &credentials, now, "0123456789abcdef0123456789abcdef", None).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (200, ""),
+        "signed as the client signs: accepted"
+    );
+    for names in [
+        &[][..],
+        &["host", "x-acs-action", "x-acs-version"][..],
+        &["host", "x-acs-date"][..],
+    ] {
+        let nonce = format!("{:032x}", fastrand::u128(..));
+        let (status, code) = raw_describe_key(&oss, &credentials, now, &nonce, Some(names)).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "IncompleteSignature"),
+            "SignedHeaders={names:?} leaves the date or the nonce unsigned"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reused_nonce_is_refused() {
+    let oss = kms_with(&[("key-abc", key(REGION, &[]))]).await;
+    let credentials = Credentials::new(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
+    let now = jiff::Timestamp::now();
+    let nonce = "feedfacefeedfacefeedfacefeedface";
+    let first = raw_describe_key(&oss, &credentials, now, nonce, None).await;
+    assert_eq!(first.0, 200);
+    let replayed = raw_describe_key(&oss, &credentials, now, nonce, None).await;
+    assert_eq!((replayed.0, replayed.1.as_str()), (400, "SignatureNonceUsed"));
+    let fresh = raw_describe_key(&oss, &credentials, now, "00000000feedface00000000feedface", None).await;
+    assert_eq!(fresh.0, 200, "another nonce is fine");
+}
+
+#[tokio::test]
+async fn sts_expiry_is_judged_by_the_emulators_clock() {
+    let oss = kms_with(&[("key-abc", key(REGION, &[]))]).await;
+    let expiration = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(1))
+        .unwrap();
+    oss.emulator.state().add_sts_session(
+        "STS.Temporary".into(),
+        oss_encryption_operator::emulator::state::StsSession {
+            secret: "temporary-secret".into(),
+            token: "temporary-token".into(),
+            expiration,
+        },
+    );
+    let credentials =
+        Credentials::new("STS.Temporary", "temporary-secret").with_security_token("temporary-token");
+    let (status, _) = raw_describe_key(
+        &oss,
+        &credentials,
+        jiff::Timestamp::now(),
+        "aa00000000000000000000000000aa01",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "valid now");
+    // Two hours later on the emulator's clock (the request dated accordingly): expired.
+    let later = jiff::SignedDuration::from_hours(2);
+    oss.emulator.state().set_clock_offset(later);
+    let at = jiff::Timestamp::now().checked_add(later).unwrap();
+    let (status, code) =
+        raw_describe_key(&oss, &credentials, at, "aa00000000000000000000000000aa02", None).await;
+    assert_eq!((status, code.as_str()), (400, "InvalidSecurityToken.Expired"));
+}

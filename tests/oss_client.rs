@@ -288,7 +288,7 @@ async fn clock_skew_is_refused_then_corrected_from_the_server_date() {
     let client = oss.client();
     let reply = client.get_encryption(&target, &oss.credentials).await.unwrap();
     assert_eq!(reply.attempts, 2, "one refused attempt, one corrected");
-    let learned = client.clock_offset().as_secs();
+    let learned = client.clock_offset(&oss.emulator.endpoint()).as_secs();
     assert!((learned - 1800).abs() <= 5, "learned offset {learned}s");
     // The correction sticks: the next call succeeds first time.
     assert_eq!(
@@ -509,4 +509,60 @@ async fn emulator_persistence_survives_a_restart() {
         .await
         .unwrap();
     assert_eq!(got.value, Some(rule));
+}
+
+#[tokio::test]
+async fn clock_offsets_are_learnt_per_endpoint() {
+    let skewed = TestOss::start(&["skewed"]).await;
+    skewed
+        .emulator
+        .state()
+        .set_clock_offset(SignedDuration::from_mins(30));
+    let honest = TestOss::start(&["honest"]).await;
+    let mut config = skewed.config();
+    config.allow_list.allow(honest.emulator.endpoint().authority());
+    let client = OssClient::new(config).unwrap();
+    let first = client
+        .get_encryption(&skewed.target("skewed"), &skewed.credentials)
+        .await
+        .unwrap();
+    assert_eq!(first.attempts, 2, "corrected for the skewed endpoint");
+    let other = client
+        .get_encryption(&honest.target("honest"), &honest.credentials)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.attempts, 1,
+        "the skewed endpoint's offset is not applied to another"
+    );
+    assert_eq!(
+        honest.emulator.state().counters()["GetBucketEncryption"].get(&403),
+        None
+    );
+}
+
+#[tokio::test]
+async fn an_offset_beyond_the_bound_is_a_skew_error_naming_the_endpoint_and_the_offset() {
+    let oss = TestOss::start(&["far-future"]).await;
+    oss.emulator
+        .state()
+        .set_clock_offset(SignedDuration::from_hours(24 * 10));
+    let client = oss.client();
+    let error = client
+        .get_encryption(&oss.target("far-future"), &oss.credentials)
+        .await
+        .expect_err("a server clock 10 days off is not followed");
+    let text = error.to_string();
+    assert!(
+        text.contains(&oss.emulator.endpoint().authority().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("240h"), "{text}");
+    // Still the OSS answer underneath (status, code, request id), and retryable.
+    assert_eq!(
+        (error.status(), error.code()),
+        (Some(403), Some("RequestTimeTooSkewed"))
+    );
+    assert!(error.request_id().is_some());
+    assert_eq!(error.classification(), Classification::Retryable);
 }

@@ -70,6 +70,40 @@ pub(super) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The region an OSS hostname names: `[bucket.]oss-<region>[-internal].aliyuncs.com` or
+/// `[bucket.]<region>.oss.aliyuncs.com`. `None` for IP addresses, localhost, a Kubernetes
+/// Service name and the global `oss-accelerate[-overseas]` endpoints: those stand for any region.
+fn endpoint_region(host: &str) -> Option<&str> {
+    let base = host_without_port(host).strip_suffix(".aliyuncs.com")?;
+    let mut labels = base.rsplit('.');
+    match (labels.next()?, labels.next()) {
+        ("oss", Some(region)) => Some(region),
+        (last, _) => {
+            let region = last.strip_prefix("oss-")?;
+            let region = region.strip_suffix("-internal").unwrap_or(region);
+            (!region.starts_with("accelerate")).then_some(region)
+        }
+    }
+}
+
+/// OSS's answer to a bucket addressed through another region's endpoint.
+fn wrong_endpoint() -> OssFault {
+    OssFault::access_denied(
+        "The bucket you are attempting to access must be addressed using the specified endpoint. \
+         Please send all future requests to this endpoint.",
+    )
+}
+
+/// A V4 scope naming another region than the endpoint's (or than the bucket's).
+fn signing_region_invalid() -> OssFault {
+    OssFault::new(
+        403,
+        "SignatureDoesNotMatch",
+        "The signing region in credential is invalid.",
+        "0002-00000224",
+    )
+}
+
 /// A request to the service itself (ListBuckets): `GET /` on a service host
 /// (`oss-<region>[-internal].aliyuncs.com`) or on a path-style address (IP, localhost, Service).
 fn is_service(host: &str, path: &str) -> bool {
@@ -111,8 +145,16 @@ fn list_buckets(
         query: &query,
         headers: &header_pairs,
     };
-    // The listing covers every region; a V4 scope is checked against the region it names.
-    let access_key_id = verify(state, &signed, &claimed_scope_region(&header_pairs)).map_err(fail)?;
+    // The listing covers every region, but a V4 scope must name the endpoint's region (an IP
+    // endpoint stands for any region, yet the scope must still name one).
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
+    let claimed = claimed_scope_region(&header_pairs);
+    let region = match endpoint_region(host) {
+        Some(region) => region.to_owned(),
+        None if claimed.is_empty() || crate::oss::endpoint::validate_region(&claimed).is_ok() => claimed,
+        None => return Err(fail(signing_region_invalid())),
+    };
+    let access_key_id = verify(state, &signed, &region).map_err(fail)?;
     if state.list_denied(&access_key_id) {
         return Err(fail(OssFault::access_denied(
             "You have no right to access this resource.",
@@ -200,7 +242,7 @@ pub async fn handle(
     let answered = if service {
         list_buckets(&state, &method, raw_query, headers, over_qps)
     } else {
-        answer(&state, &method, path, raw_query, headers, &body, over_qps)
+        answer(&state, &method, path, raw_query, headers, &body, over_qps).await
     };
     let (status, response) = match answered {
         Ok(ok) => ok,
@@ -236,7 +278,7 @@ fn object_route(
     Route::of(method, &percent_decode(&object), &oss_query(raw_query), headers)
 }
 
-fn answer(
+async fn answer(
     state: &EmulatorState,
     method: &Method,
     path: &str,
@@ -287,6 +329,12 @@ fn answer(
         headers: &header_pairs,
     };
     let claimed_region = stored.as_ref().map(|b| b.region.clone());
+    // A regional endpoint serves only its region's buckets, whatever the signature version.
+    if let (Some(bucket_region), Some(endpoint)) = (&claimed_region, endpoint_region(host))
+        && endpoint != bucket_region
+    {
+        return Err(fail(wrong_endpoint()));
+    }
     let access_key_id = match &claimed_region {
         Some(region) => verify(state, &signed, region).map_err(fail)?,
         None => {
@@ -325,22 +373,27 @@ fn answer(
         },
         Method::PUT => {
             let rule = validate_put(headers, body).map_err(fail)?;
-            persist(state, &bucket, Some(rule)).map_err(fail)?;
+            persist(state, &bucket, Some(rule)).await.map_err(fail)?;
             Ok((200, empty_response(200)))
         }
         _ => {
-            persist(state, &bucket, None).map_err(fail)?;
+            persist(state, &bucket, None).await.map_err(fail)?;
             Ok((204, empty_response(204)))
         }
     }
 }
 
 /// Stores a rule; a write that cannot be persisted is not acknowledged (500, state unchanged).
-fn persist(state: &EmulatorState, bucket: &str, rule: Option<StoredRule>) -> Result<(), OssFault> {
-    state.try_set_rule(bucket, rule).map(|_| ()).map_err(|error| {
-        tracing::error!(%error, bucket, "the emulator could not persist a write; refused");
-        OssFault::internal_error()
-    })
+/// The answer waits until the write is durable (group commit with other writes).
+async fn persist(state: &EmulatorState, bucket: &str, rule: Option<StoredRule>) -> Result<(), OssFault> {
+    state
+        .try_set_rule(bucket, rule)
+        .await
+        .map(|_| ())
+        .map_err(|error| {
+            tracing::error!(%error, bucket, "the emulator could not persist a write; refused");
+            OssFault::internal_error()
+        })
 }
 
 /// The region a V4 Authorization claims (V1 has none; any value then).
@@ -408,6 +461,24 @@ fn validate_put(headers: &HeaderMap, body: &Bytes) -> Result<StoredRule, OssFaul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoint_hosts_name_their_region() {
+        for (host, region) in [
+            ("b1b.oss-cn-hangzhou.aliyuncs.com", Some("cn-hangzhou")),
+            ("oss-cn-hangzhou.aliyuncs.com:443", Some("cn-hangzhou")),
+            (
+                "b1b.oss-ap-southeast-1-internal.aliyuncs.com",
+                Some("ap-southeast-1"),
+            ),
+            ("b1b.cn-shanghai.oss.aliyuncs.com", Some("cn-shanghai")),
+            ("b1b.oss-accelerate.aliyuncs.com", None),
+            ("127.0.0.1:9000", None),
+            ("oss-emulator.demo.svc", None),
+        ] {
+            assert_eq!(endpoint_region(host), region, "{host}");
+        }
+    }
 
     #[test]
     fn addressing() {

@@ -247,7 +247,8 @@ fn secret_of(state: &EmulatorState, access_key_id: &str, token: &str) -> Result<
                 "The security token does not match the access key.".into(),
             ));
         }
-        if session.expiration <= Timestamp::now() {
+        // Judged by the emulator's clock, as the skew window is.
+        if session.expiration <= state.now() {
             return Err(Fault(
                 400,
                 "InvalidSecurityToken.Expired",
@@ -308,6 +309,21 @@ fn verify_v3(
             "The specified parameter \"x-acs-content-sha256\" is not valid.".into(),
         ));
     }
+    // The date and the nonce are what make a signature single-use: both must be signed (both
+    // SDKs sign every `x-acs-*` header; the doc: every common header but Authorization).
+    let security_token = header(headers, "x-acs-security-token");
+    let signed = |name: &str| parsed.signed_headers.iter().any(|h| h == name);
+    if header(headers, "x-acs-signature-nonce").is_empty()
+        || !signed("x-acs-date")
+        || !signed("x-acs-signature-nonce")
+        || (!security_token.is_empty() && !signed("x-acs-security-token"))
+    {
+        return Err(Fault(
+            400,
+            "IncompleteSignature",
+            "The request signature does not conform to Aliyun standards.".into(),
+        ));
+    }
     check_time(state, header(headers, "x-acs-date"))?;
     let secret = secret_of(
         state,
@@ -339,6 +355,7 @@ fn verify_v3(
             ),
         ));
     }
+    use_nonce(state, header(headers, "x-acs-signature-nonce"))?;
     Ok(parsed.access_key_id)
 }
 
@@ -366,7 +383,22 @@ fn verify_rpc(state: &EmulatorState, method: &Method, params: &[(String, String)
             ),
         ));
     }
+    use_nonce(state, param("SignatureNonce"))?;
     Ok(param("AccessKeyId").to_owned())
+}
+
+/// A nonce is good once (remembered only for signatures that verified, so a flood of bad
+/// requests leaves nothing behind).
+fn use_nonce(state: &EmulatorState, nonce: &str) -> Result<(), Fault> {
+    if state.use_nonce(nonce) {
+        Ok(())
+    } else {
+        Err(Fault(
+            400,
+            "SignatureNonceUsed",
+            "Specified signature nonce was used already.".into(),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The emulator's world: buckets and their rules, access keys, STS sessions, request counters,
-//! injected faults and its clock. Mutations of buckets are persisted (atomically) when a file is set.
+//! injected faults and its clock. Mutations of buckets are persisted (group commit, see
+//! [`super::persist`]) when a file is set.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
@@ -124,6 +125,9 @@ pub const MAX_STS_SESSIONS: usize = 10_000;
 /// At most this many entries of [`EmulatorState::oidc_tokens_seen`] are kept (the newest).
 pub const MAX_OIDC_TOKENS_SEEN: usize = 1_024;
 
+/// At most this many KMS signature nonces are remembered (the oldest are forgotten first).
+pub const MAX_NONCES: usize = 65_536;
+
 /// Counters of answered requests: by API, then by HTTP status.
 pub type Counters = BTreeMap<String, BTreeMap<u16, u64>>;
 
@@ -148,25 +152,26 @@ struct Inner {
     kms_denied_access_keys: HashSet<String>,
     list_denied_access_keys: HashSet<String>,
     request_seq: u64,
+    /// KMS signature nonces seen within the replay window, oldest first.
+    nonces: VecDeque<(Timestamp, String)>,
+    nonces_seen: HashSet<String>,
     in_flight: usize,
     peak_in_flight: usize,
 }
 
-/// Shared, lock-protected emulator state. All methods are cheap and never hold the lock across I/O
-/// other than the persistence write.
+/// Shared, lock-protected emulator state. All methods are cheap and never hold the lock across
+/// I/O: persisted writes are queued under it and made durable by the store's flusher.
 #[derive(Debug)]
 pub struct EmulatorState {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
     /// Objects (not persisted), under a lock of their own so listings do not hold up the rest.
     objects: Mutex<super::objects::ObjectStore>,
-    persist_path: Option<PathBuf>,
+    store: Option<super::persist::Store>,
     started: Instant,
 }
 
-/// The persisted part of the state.
-#[derive(Serialize, Deserialize)]
-struct Snapshot {
-    buckets: BTreeMap<String, Bucket>,
+fn lock_inner(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl EmulatorState {
@@ -174,61 +179,91 @@ impl EmulatorState {
     /// bucket name, region and rule checked), and the file is written once at once, so a path
     /// that cannot be written refuses to start instead of acknowledging writes it never saves.
     pub fn new(persist_path: Option<PathBuf>) -> std::io::Result<Self> {
-        let mut inner = Inner::default();
-        if let Some(path) = &persist_path {
-            let named = |e: &dyn std::fmt::Display| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("state file {}: {e}", path.display()),
-                )
-            };
-            if path.exists() {
-                let text = std::fs::read_to_string(path).map_err(|e| named(&e))?;
-                let snapshot: Snapshot = serde_json::from_str(&text).map_err(|e| named(&e))?;
-                check_snapshot(&snapshot).map_err(|e| named(&e))?;
-                inner.buckets = snapshot.buckets;
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let store = match &persist_path {
+            None => None,
+            Some(path) => {
+                let named = |e: &dyn std::fmt::Display| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("state file {}: {e}", path.display()),
+                    )
+                };
+                let (buckets, generation) = super::persist::load(path).map_err(|e| named(&e))?;
+                check_buckets(&buckets).map_err(|e| named(&e))?;
+                lock_inner(&inner).buckets = buckets.clone();
+                let current = {
+                    let inner = inner.clone();
+                    Box::new(move || lock_inner(&inner).buckets.clone())
+                };
+                let rollback = {
+                    let inner = inner.clone();
+                    Box::new(move |changes: &[super::persist::Change]| {
+                        let mut inner = lock_inner(&inner);
+                        for change in changes {
+                            // Undo only what no later change has overwritten.
+                            if inner.buckets.get(&change.bucket) == change.after.as_ref() {
+                                match &change.before {
+                                    Some(b) => inner.buckets.insert(change.bucket.clone(), b.clone()),
+                                    None => inner.buckets.remove(&change.bucket),
+                                };
+                            }
+                        }
+                    })
+                };
+                let store = super::persist::Store::start(path, &buckets, generation, current, rollback)
+                    .map_err(|e| named(&format!("cannot be written: {e}")))?;
+                Some(store)
             }
-            write_atomically(path, &inner.buckets).map_err(|e| named(&format!("cannot be written: {e}")))?;
-        }
+        };
         Ok(Self {
-            inner: Mutex::new(inner),
+            inner,
             objects: Mutex::default(),
-            persist_path,
+            store,
             started: Instant::now(),
         })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock_inner(&self.inner)
     }
 
-    /// Runs a bucket mutation and persists the result; when persisting fails the change is
-    /// rolled back and the error returned.
-    fn try_mutate_buckets<T>(
+    /// Applies a change to one bucket (`None`: absent) in memory and, with a state file, queues
+    /// it; the ticket resolves when it is durable (or was refused and undone).
+    fn change_bucket<T>(
         &self,
-        change: impl FnOnce(&mut BTreeMap<String, Bucket>) -> T,
-    ) -> std::io::Result<T> {
+        name: &str,
+        blocking: bool,
+        change: impl FnOnce(&mut Option<Bucket>) -> T,
+    ) -> (T, Option<super::persist::Ticket>) {
         let mut inner = self.lock();
-        let before = self.persist_path.as_ref().map(|_| inner.buckets.clone());
-        let result = change(&mut inner.buckets);
-        if let (Some(path), Some(before)) = (&self.persist_path, before)
-            && let Err(error) = write_atomically(path, &inner.buckets)
-        {
-            inner.buckets = before;
-            return Err(std::io::Error::new(
-                error.kind(),
-                format!("state file {}: {error}", path.display()),
-            ));
-        }
-        Ok(result)
+        let before = inner.buckets.get(name).cloned();
+        let mut after = before.clone();
+        let result = change(&mut after);
+        match &after {
+            Some(bucket) => inner.buckets.insert(name.to_owned(), bucket.clone()),
+            None => inner.buckets.remove(name),
+        };
+        // Queued even when nothing changed: the answer then also waits for earlier writes.
+        let ticket = self.store.as_ref().map(|store| {
+            let change = super::persist::Change {
+                bucket: name.to_owned(),
+                before,
+                after,
+            };
+            store.submit(change, blocking)
+        });
+        (result, ticket)
     }
 
-    /// A mutation from a test or the admin API: a persistence failure is logged loudly.
-    fn mutate_buckets<T: Default>(&self, change: impl FnOnce(&mut BTreeMap<String, Bucket>) -> T) -> T {
-        self.try_mutate_buckets(change).unwrap_or_else(|error| {
-            tracing::error!(%error, "emulator could not persist its state; the change was rolled back");
-            T::default()
-        })
+    /// A mutation from a test or the admin API, waited for; a persistence failure is logged
+    /// loudly (by the store) and the change undone.
+    fn mutate_bucket<T: Default>(&self, name: &str, change: impl FnOnce(&mut Option<Bucket>) -> T) -> T {
+        let (result, ticket) = self.change_bucket(name, true, change);
+        match ticket.map(super::persist::Ticket::wait) {
+            Some(Err(_)) => T::default(),
+            _ => result,
+        }
     }
 
     /// The emulator's notion of now (real time plus the configured skew).
@@ -264,15 +299,26 @@ impl EmulatorState {
             .map(|s| (s.secret.clone(), Some(s.clone())))
     }
 
+    /// Creates (or moves to a region) many buckets, made durable together.
+    pub fn create_buckets(&self, buckets: &[(String, String)]) {
+        let now = self.now().strftime("%Y-%m-%dT%H:%M:%S.000Z").to_string();
+        let tickets: Vec<_> = buckets
+            .iter()
+            .filter_map(|(name, region)| {
+                self.change_bucket(name, true, |slot| create_in(slot, region, &now))
+                    .1
+            })
+            .collect();
+        for ticket in tickets {
+            if ticket.wait().is_err() {
+                break; // logged by the store; the changes were undone
+            }
+        }
+    }
+
     pub fn create_bucket(&self, name: &str, region: &str) {
         let now = self.now().strftime("%Y-%m-%dT%H:%M:%S.000Z").to_string();
-        self.mutate_buckets(|buckets| {
-            let bucket = buckets.entry(name.to_owned()).or_default();
-            bucket.region = region.to_owned();
-            if bucket.creation_date.is_empty() {
-                bucket.creation_date = now;
-            }
-        });
+        self.mutate_bucket(name, |slot| create_in(slot, region, &now));
     }
 
     /// One ListBuckets page: names with the prefix, strictly after the marker, ascending.
@@ -329,7 +375,7 @@ impl EmulatorState {
 
     pub fn delete_bucket(&self, name: &str) -> bool {
         self.objects().remove_bucket(name);
-        self.mutate_buckets(|buckets| buckets.remove(name).is_some())
+        self.mutate_bucket(name, |slot| slot.take().is_some())
     }
 
     /// The objects of every bucket.
@@ -357,17 +403,22 @@ impl EmulatorState {
 
     /// Sets (or with `None` clears) a bucket's rule; `false` if the bucket does not exist.
     pub fn set_rule(&self, bucket: &str, rule: Option<StoredRule>) -> bool {
-        self.mutate_buckets(|buckets| set_rule_in(buckets, bucket, rule))
+        self.mutate_bucket(bucket, |slot| set_rule_in(slot, rule))
     }
 
-    /// [`Self::set_rule`], failing (and changing nothing) when the change cannot be persisted.
-    pub fn try_set_rule(&self, bucket: &str, rule: Option<StoredRule>) -> std::io::Result<bool> {
-        self.try_mutate_buckets(|buckets| set_rule_in(buckets, bucket, rule))
+    /// [`Self::set_rule`] for an OSS request: resolves once the write is durable, failing (and
+    /// changing nothing) when it cannot be persisted.
+    pub async fn try_set_rule(&self, bucket: &str, rule: Option<StoredRule>) -> std::io::Result<bool> {
+        let (found, ticket) = self.change_bucket(bucket, false, |slot| set_rule_in(slot, rule));
+        if let Some(ticket) = ticket {
+            ticket.durable().await?;
+        }
+        Ok(found)
     }
 
     /// Makes a bucket answer 403 AccessDenied to an access key (or lifts that).
     pub fn set_access_denied(&self, bucket: &str, access_key_id: &str, denied: bool) -> bool {
-        self.mutate_buckets(|buckets| match buckets.get_mut(bucket) {
+        self.mutate_bucket(bucket, |slot| match slot {
             Some(b) => {
                 if denied {
                     b.denied_access_keys.insert(access_key_id.to_owned(), true);
@@ -486,6 +537,26 @@ impl EmulatorState {
     /// The most OSS requests served at once since the last counter reset.
     pub fn peak_in_flight(&self) -> usize {
         self.lock().peak_in_flight
+    }
+
+    /// Records a KMS signature nonce; `false` when it was used within the replay window (two
+    /// skew windows: a request dated up to 15 minutes ahead stays acceptable 15 minutes later).
+    pub fn use_nonce(&self, nonce: &str) -> bool {
+        let now = self.now();
+        let window = SignedDuration::try_from(super::auth::MAX_SKEW * 2).unwrap_or(SignedDuration::MAX);
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        while let Some((at, old)) = inner.nonces.front()
+            && (now.duration_since(*at) > window || inner.nonces.len() >= MAX_NONCES)
+        {
+            inner.nonces_seen.remove(old);
+            inner.nonces.pop_front();
+        }
+        if !inner.nonces_seen.insert(nonce.to_owned()) {
+            return false;
+        }
+        inner.nonces.push_back((now, nonce.to_owned()));
+        true
     }
 
     pub fn accept_oidc_token(&self, token: &str) {
@@ -608,8 +679,16 @@ impl Drop for InFlight {
     }
 }
 
-fn set_rule_in(buckets: &mut BTreeMap<String, Bucket>, bucket: &str, rule: Option<StoredRule>) -> bool {
-    match buckets.get_mut(bucket) {
+fn create_in(slot: &mut Option<Bucket>, region: &str, now: &str) {
+    let bucket = slot.get_or_insert_with(Bucket::default);
+    bucket.region = region.to_owned();
+    if bucket.creation_date.is_empty() {
+        bucket.creation_date = now.to_owned();
+    }
+}
+
+fn set_rule_in(slot: &mut Option<Bucket>, rule: Option<StoredRule>) -> bool {
+    match slot {
         Some(b) => {
             b.rule = rule;
             true
@@ -619,8 +698,8 @@ fn set_rule_in(buckets: &mut BTreeMap<String, Bucket>, bucket: &str, rule: Optio
 }
 
 /// Every bucket of a loaded state file must be one OSS could hold.
-fn check_snapshot(snapshot: &Snapshot) -> Result<(), String> {
-    for (name, bucket) in &snapshot.buckets {
+fn check_buckets(buckets: &BTreeMap<String, Bucket>) -> Result<(), String> {
+    for (name, bucket) in buckets {
         crate::oss::endpoint::validate_bucket_name(name).map_err(|e| format!("bucket {name:?}: {e}"))?;
         crate::oss::endpoint::validate_region(&bucket.region)
             .map_err(|e| format!("bucket {name:?}: region {:?}: {e}", bucket.region))?;
@@ -634,22 +713,6 @@ fn check_snapshot(snapshot: &Snapshot) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Writes the buckets to `path` via a temporary file and a rename, so a crash never leaves half a file.
-fn write_atomically(path: &Path, buckets: &BTreeMap<String, Bucket>) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(&Snapshot {
-        buckets: buckets.clone(),
-    })
-    .map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write as _;
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

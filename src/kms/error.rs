@@ -44,6 +44,13 @@ pub enum KmsErrorKind {
         request_id: String,
         detail: String,
     },
+    /// A clock-skew answer from a server whose `Date` is further from the local clock than the
+    /// correction follows (the answer kept for its code and request id).
+    #[error("{skew} (HTTP {} {}: {} (request id {}))", .service.status, .service.code, .service.message, .service.request_id)]
+    ClockSkew {
+        skew: crate::oss::clock::ClockSkew,
+        service: ServiceError,
+    },
 }
 
 /// An error KMS answered with (JSON `Code`, `Message`, `RequestId`).
@@ -133,7 +140,7 @@ impl ServiceError {
 impl KmsError {
     pub fn classification(&self) -> Classification {
         match &self.kind {
-            KmsErrorKind::Service(e) => e.classification(),
+            KmsErrorKind::Service(e) | KmsErrorKind::ClockSkew { service: e, .. } => e.classification(),
             KmsErrorKind::Timeout(_) | KmsErrorKind::Connection(_) => Classification::Retryable,
             KmsErrorKind::Credentials(e) if e.is_transient() => Classification::Retryable,
             _ => Classification::Terminal,
@@ -151,7 +158,7 @@ impl KmsError {
     /// KMS's code, when it answered with one.
     pub fn code(&self) -> Option<&str> {
         match &self.kind {
-            KmsErrorKind::Service(e) => Some(&e.code),
+            KmsErrorKind::Service(e) | KmsErrorKind::ClockSkew { service: e, .. } => Some(&e.code),
             _ => None,
         }
     }
@@ -159,7 +166,9 @@ impl KmsError {
     /// The request id of the answer, when there was one.
     pub fn request_id(&self) -> Option<&str> {
         match &self.kind {
-            KmsErrorKind::Service(e) => Some(e.request_id.as_str()),
+            KmsErrorKind::Service(e) | KmsErrorKind::ClockSkew { service: e, .. } => {
+                Some(e.request_id.as_str())
+            }
             KmsErrorKind::BodyTooLarge { request_id, .. } | KmsErrorKind::BadResponse { request_id, .. } => {
                 Some(request_id.as_str())
             }

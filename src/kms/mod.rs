@@ -13,10 +13,7 @@ pub mod sign;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
-
-use jiff::Timestamp;
 
 pub use checker::{KeyChecker, Verdict};
 pub use error::{KmsError, KmsErrorKind, ServiceError};
@@ -99,8 +96,8 @@ pub struct KmsClient {
     http: reqwest::Client,
     config: Arc<KmsConfig>,
     limiter: Arc<RateLimiter>,
-    /// Server time minus local time, learned from a clock-skew answer's `Date`.
-    clock_offset_ms: Arc<AtomicI64>,
+    /// Server time minus local time per endpoint, learned from a clock-skew answer's `Date`.
+    clocks: Arc<crate::oss::clock::ClockOffsets>,
 }
 
 /// The codes KMS answers a request signed with a time outside its 15-minute window with.
@@ -120,7 +117,7 @@ impl KmsClient {
             http: builder.build()?,
             limiter: Arc::new(RateLimiter::new(config.qps, config.burst, RateMode::Adaptive)),
             config: Arc::new(config),
-            clock_offset_ms: Arc::new(AtomicI64::new(0)),
+            clocks: Arc::default(),
         })
     }
 
@@ -194,7 +191,7 @@ impl KmsClient {
             };
             tracing::debug!(key = key_id, region, attempt, ?classification, error = %error.kind, "KMS attempt failed");
             // A skewed clock is corrected from the answer's Date (in `attempt`) and retried once at once.
-            let skewed = error.code().is_some_and(|code| CLOCK_SKEW_CODES.contains(&code));
+            let skewed = matches!(&error.kind, KmsErrorKind::Service(e) if CLOCK_SKEW_CODES.contains(&e.code.as_str()));
             if skewed && attempt == 1 {
                 continue;
             }
@@ -223,10 +220,9 @@ impl KmsClient {
             None => url.host_str().unwrap_or_default().to_owned(),
         };
         let nonce = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        let offset = jiff::SignedDuration::from_millis(self.clock_offset_ms.load(Ordering::Relaxed));
-        let date = Timestamp::now()
-            .checked_add(offset)
-            .unwrap_or_else(|_| Timestamp::now())
+        let date = self
+            .clocks
+            .now_for(&endpoint.authority())
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
         let signed = request::describe_key(&request::Inputs {
@@ -283,12 +279,19 @@ impl KmsClient {
             if CLOCK_SKEW_CODES.contains(&error.code.as_str())
                 && let Some(server) = server_date
             {
-                let millis = i64::try_from(server.duration_since(Timestamp::now()).as_millis()).unwrap_or(0);
-                self.clock_offset_ms.store(millis, Ordering::Relaxed);
-                tracing::warn!(
-                    offset_ms = millis,
-                    "local clock differs from KMS; correcting signatures"
-                );
+                match self.clocks.learn(&endpoint.authority(), server) {
+                    Ok(offset) => tracing::warn!(
+                        endpoint = %endpoint.authority(),
+                        offset_ms = offset.as_millis(),
+                        "local clock differs from KMS; correcting signatures for this endpoint"
+                    ),
+                    Err(skew) => {
+                        if error.request_id.is_empty() {
+                            error.request_id = header_request_id;
+                        }
+                        return Err(KmsErrorKind::ClockSkew { skew, service: error });
+                    }
+                }
             }
             if error.request_id.is_empty() {
                 error.request_id = header_request_id;

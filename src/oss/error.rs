@@ -195,6 +195,13 @@ pub enum OssErrorKind {
     /// Refused before sending: a request parameter OSS would reject (e.g. max-keys over 1000).
     #[error("{0}")]
     InvalidRequest(String),
+    /// `RequestTimeTooSkewed` from a server whose `Date` is further from the local clock than
+    /// the correction follows (the answer itself kept for its status, code and request id).
+    #[error("{skew} ({service})")]
+    ClockSkew {
+        skew: super::clock::ClockSkew,
+        service: ServiceError,
+    },
 }
 
 /// An OSS call that failed, with which bucket and operation, after how many attempts.
@@ -229,7 +236,7 @@ impl OssError {
     /// Retryable, throttled or terminal.
     pub fn classification(&self) -> Classification {
         match &self.kind {
-            OssErrorKind::Service(e) => e.classification(),
+            OssErrorKind::Service(e) | OssErrorKind::ClockSkew { service: e, .. } => e.classification(),
             OssErrorKind::Timeout(_) | OssErrorKind::Connection(_) => Classification::Retryable,
             OssErrorKind::BadResponse { status, .. } if *status >= 500 => Classification::Retryable,
             OssErrorKind::BadResponse { .. } => Classification::Terminal,
@@ -245,7 +252,7 @@ impl OssError {
     /// The OSS error code, when OSS answered with one.
     pub fn code(&self) -> Option<&str> {
         match &self.kind {
-            OssErrorKind::Service(e) => Some(&e.code),
+            OssErrorKind::Service(e) | OssErrorKind::ClockSkew { service: e, .. } => Some(&e.code),
             _ => None,
         }
     }
@@ -253,7 +260,7 @@ impl OssError {
     /// HTTP status, when a response arrived.
     pub fn status(&self) -> Option<u16> {
         match &self.kind {
-            OssErrorKind::Service(e) => Some(e.status),
+            OssErrorKind::Service(e) | OssErrorKind::ClockSkew { service: e, .. } => Some(e.status),
             OssErrorKind::BadResponse { status, .. }
             | OssErrorKind::Redirect { status, .. }
             | OssErrorKind::BodyTooLarge { status, .. } => Some(*status),
@@ -264,7 +271,9 @@ impl OssError {
     /// The request id of the last attempt, when a response arrived.
     pub fn request_id(&self) -> Option<&str> {
         match &self.kind {
-            OssErrorKind::Service(e) => Some(e.request_id.as_str()),
+            OssErrorKind::Service(e) | OssErrorKind::ClockSkew { service: e, .. } => {
+                Some(e.request_id.as_str())
+            }
             OssErrorKind::BadResponse { request_id, .. } | OssErrorKind::BodyTooLarge { request_id, .. } => {
                 Some(request_id.as_str())
             }
@@ -276,7 +285,7 @@ impl OssError {
     /// The service error, if OSS answered with one.
     pub fn service(&self) -> Option<&ServiceError> {
         match &self.kind {
-            OssErrorKind::Service(e) => Some(e),
+            OssErrorKind::Service(e) | OssErrorKind::ClockSkew { service: e, .. } => Some(e),
             _ => None,
         }
     }

@@ -5,6 +5,7 @@
 //! exponential backoff and full jitter, correcting clock skew from the server's `Date`, and
 //! sharing one token-bucket limiter across all calls. Every outcome carries the OSS request id.
 
+pub mod clock;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
@@ -19,12 +20,11 @@ pub mod xml;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use md5::{Digest, Md5};
 
 pub use credentials::{Credentials, CredentialsError, CredentialsProvider};
@@ -211,8 +211,8 @@ pub struct OssClient {
     http: reqwest::Client,
     config: Arc<ClientConfig>,
     limiter: Arc<RateLimiter>,
-    /// Server time minus local time, learned from `RequestTimeTooSkewed` answers.
-    clock_offset_ms: Arc<AtomicI64>,
+    /// Server time minus local time per endpoint, learned from `RequestTimeTooSkewed` answers.
+    clocks: Arc<clock::ClockOffsets>,
 }
 
 /// One OSS request before signing: what it is, where it goes, its query and body.
@@ -297,7 +297,7 @@ impl OssClient {
             http: builder.build()?,
             limiter: Arc::new(RateLimiter::new(config.qps, config.burst, config.rate_mode)),
             config: Arc::new(config),
-            clock_offset_ms: Arc::new(AtomicI64::new(0)),
+            clocks: Arc::default(),
         })
     }
 
@@ -309,7 +309,7 @@ impl OssClient {
             http: self.http.clone(),
             config: self.config.clone(),
             limiter: Arc::new(RateLimiter::new(qps, burst, self.config.rate_mode)),
-            clock_offset_ms: self.clock_offset_ms.clone(),
+            clocks: self.clocks.clone(),
         })
     }
 
@@ -332,9 +332,9 @@ impl OssClient {
         &self.config
     }
 
-    /// The correction applied to the local clock when signing.
-    pub fn clock_offset(&self) -> SignedDuration {
-        SignedDuration::from_millis(self.clock_offset_ms.load(Ordering::Relaxed))
+    /// The correction applied to the local clock when signing for an endpoint.
+    pub fn clock_offset(&self, endpoint: &Endpoint) -> SignedDuration {
+        self.clocks.offset(&endpoint.authority())
     }
 
     /// The bucket's rule, or `None` when it has none (404 `NoSuchServerSideEncryptionRule`).
@@ -619,7 +619,8 @@ impl OssClient {
             if classification == Classification::Terminal || attempt >= limit {
                 return Err(error);
             }
-            let skew_corrected = error.code() == Some("RequestTimeTooSkewed") && attempt == 1;
+            let skew_corrected = matches!(&error.kind, OssErrorKind::Service(e) if e.code == "RequestTimeTooSkewed")
+                && attempt == 1;
             if !skew_corrected {
                 tokio::time::sleep(retry.delay(attempt, classification, fastrand::f64())).await;
             }
@@ -644,9 +645,7 @@ impl OssClient {
             headers.push(("Content-MD5".to_owned(), content_md5(body.as_bytes())));
         }
         let query = &call.query;
-        let signing_time = Timestamp::now()
-            .checked_add(self.clock_offset())
-            .unwrap_or_else(|_| Timestamp::now());
+        let signing_time = self.clocks.now_for(&call.endpoint.authority());
         let authorization = sign::sign(
             call.version,
             &credentials,
@@ -713,8 +712,17 @@ impl OssClient {
             });
         }
         let error = ServiceError::from_response(status, &error_document(body, &oss_err), &request_id, &ec);
-        if error.code == "RequestTimeTooSkewed" {
-            self.learn_clock_offset(&server_date);
+        if error.code == "RequestTimeTooSkewed"
+            && let Some(server) = sign::parse_http_date(&server_date)
+        {
+            match self.clocks.learn(&call.endpoint.authority(), server) {
+                Ok(offset) => tracing::warn!(
+                    endpoint = %call.endpoint.authority(),
+                    offset_ms = offset.as_millis(),
+                    "local clock differs from OSS; correcting signatures for this endpoint"
+                ),
+                Err(skew) => return Err(OssErrorKind::ClockSkew { skew, service: error }),
+            }
         }
         Err(OssErrorKind::Service(error))
     }
@@ -724,19 +732,6 @@ impl OssClient {
             OssErrorKind::Timeout(self.config.request_timeout)
         } else {
             OssErrorKind::Connection(error_chain(error))
-        }
-    }
-
-    /// Sets the signing clock offset from the server's `Date` (as the Go SDK's clock-skew fix does).
-    fn learn_clock_offset(&self, server_date: &str) {
-        if let Some(server) = sign::parse_http_date(server_date) {
-            let offset = server.duration_since(Timestamp::now());
-            let millis = i64::try_from(offset.as_millis()).unwrap_or(0);
-            self.clock_offset_ms.store(millis, Ordering::Relaxed);
-            tracing::warn!(
-                offset_ms = millis,
-                "local clock differs from OSS; correcting signatures"
-            );
         }
     }
 }
