@@ -282,6 +282,29 @@ struct RawReply {
     attempts: u32,
 }
 
+impl RawReply {
+    /// A `BadResponse` for this answer: it came, but `detail` says why it cannot be used.
+    fn bad(&self, operation: Operation, bucket: &str, detail: String) -> OssError {
+        OssError {
+            operation,
+            bucket: bucket.to_owned(),
+            attempts: self.attempts,
+            kind: OssErrorKind::BadResponse {
+                status: self.status,
+                request_id: self.request_id.clone(),
+                detail,
+            },
+        }
+    }
+
+    /// The body read as UTF-8 text by `parse`, or why it could not be (the detail for
+    /// [`RawReply::bad`]).
+    fn read<T, E: std::fmt::Display>(&self, parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, String> {
+        let text = std::str::from_utf8(&self.body).map_err(|e| e.to_string())?;
+        parse(text).map_err(|e| e.to_string())
+    }
+}
+
 impl OssClient {
     /// Builds the client (rustls with the ring provider; HTTP/1.1 and HTTP/2).
     pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
@@ -346,24 +369,17 @@ impl OssClient {
         let op = Operation::GetBucketEncryption;
         match self.execute(op, target, credentials, None).await {
             Ok(raw) => {
-                let bad = |detail: String| OssError {
-                    operation: op,
-                    bucket: target.bucket.clone(),
-                    attempts: raw.attempts,
-                    kind: OssErrorKind::BadResponse {
-                        status: raw.status,
-                        request_id: raw.request_id.clone(),
-                        detail,
-                    },
-                };
-                let text = std::str::from_utf8(&raw.body).map_err(|e| bad(e.to_string()))?;
-                let wire = xml::parse_rule(text).map_err(|e| bad(e.to_string()))?;
-                let rule = EncryptionRule::from_wire(
-                    &wire.algorithm,
-                    &wire.kms_master_key_id,
-                    &wire.kms_data_encryption,
-                )
-                .map_err(|e| bad(e.to_string()))?;
+                let rule = raw
+                    .read(|text| {
+                        let wire = xml::parse_rule(text).map_err(|e| e.to_string())?;
+                        EncryptionRule::from_wire(
+                            &wire.algorithm,
+                            &wire.kms_master_key_id,
+                            &wire.kms_data_encryption,
+                        )
+                        .map_err(|e| e.to_string())
+                    })
+                    .map_err(|detail| raw.bad(op, &target.bucket, detail))?;
                 Ok(Reply {
                     value: Some(rule),
                     request_id: raw.request_id,
@@ -450,23 +466,16 @@ impl OssClient {
             body_limit: transport::BODY_LIMIT,
         };
         let raw = self.send(&call, credentials).await?;
-        let bad = |detail: String| OssError {
-            operation: op,
-            bucket: String::new(),
-            attempts: raw.attempts,
-            kind: OssErrorKind::BadResponse {
-                status: raw.status,
-                request_id: raw.request_id.clone(),
-                detail,
-            },
-        };
-        let text = std::str::from_utf8(&raw.body).map_err(|e| bad(e.to_string()))?;
-        let page = list::parse(text).map_err(|e| bad(e.to_string()))?;
+        let page = raw.read(list::parse).map_err(|detail| raw.bad(op, "", detail))?;
         if page.is_truncated && !request.marker.is_empty() && page.next_marker <= request.marker {
-            return Err(bad(format!(
-                "NextMarker {:?} does not move past marker {:?}: the listing would never end",
-                page.next_marker, request.marker
-            )));
+            return Err(raw.bad(
+                op,
+                "",
+                format!(
+                    "NextMarker {:?} does not move past marker {:?}: the listing would never end",
+                    page.next_marker, request.marker
+                ),
+            ));
         }
         Ok(Reply {
             value: page,

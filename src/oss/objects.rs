@@ -501,18 +501,9 @@ impl ObjectClient {
             body_limit: LIST_BODY_LIMIT,
         };
         let raw = self.inner.send(&call, credentials).await?;
-        let bad = |detail: String| OssError {
-            operation: op,
-            bucket: target.bucket.clone(),
-            attempts: raw.attempts,
-            kind: OssErrorKind::BadResponse {
-                status: raw.status,
-                request_id: raw.request_id.clone(),
-                detail,
-            },
-        };
-        let text = std::str::from_utf8(&raw.body).map_err(|e| bad(e.to_string()))?;
-        let page = parse_list(text).map_err(|e| bad(e.to_string()))?;
+        let page = raw
+            .read(parse_list)
+            .map_err(|detail| raw.bad(op, &target.bucket, detail))?;
         Ok(Reply {
             value: page,
             request_id: raw.request_id,
