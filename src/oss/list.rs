@@ -3,7 +3,7 @@
 
 use quick_xml::escape::escape;
 
-use super::xml::{Node, XmlError, walk};
+use super::xml::{Node, XmlError, is_truncated, walk};
 
 /// The most buckets one page may hold (`max-keys` is 1..=1000).
 pub const MAX_KEYS: u32 = 1000;
@@ -118,7 +118,6 @@ impl super::pages::Paged for BucketPage {
 
 /// Reads a `ListAllMyBucketsResult` body.
 pub fn parse(xml: &str) -> Result<BucketPage, XmlError> {
-    let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
     let mut page = BucketPage::default();
     let mut truncated = String::new();
     walk(xml, ROOT, |node| {
@@ -155,11 +154,7 @@ pub fn parse(xml: &str) -> Result<BucketPage, XmlError> {
         }
         Ok(())
     })?;
-    page.is_truncated = match truncated.as_str() {
-        "" | "false" => false,
-        "true" => true,
-        other => return Err(malformed(&format!("IsTruncated is {other:?}, not true or false"))),
-    };
+    page.is_truncated = is_truncated(&truncated)?;
     for bucket in &mut page.buckets {
         if bucket.name.is_empty() {
             return Err(XmlError::Missing("Bucket/Name"));

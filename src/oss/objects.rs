@@ -6,7 +6,7 @@
 
 use quick_xml::escape::escape;
 
-use super::xml::{Node, XmlError, walk};
+use super::xml::{Node, XmlError, is_truncated, walk};
 use super::{
     BucketTarget, Call, CredentialsProvider, EncryptionRule, Operation, OssClient, OssError, OssErrorKind,
     Reply, SseAlgorithm, Strength, pages, sign,
@@ -144,11 +144,7 @@ pub fn parse_list(xml: &str) -> Result<ObjectPage, XmlError> {
         }
         Ok(())
     })?;
-    page.is_truncated = match truncated.as_str() {
-        "" | "false" => false,
-        "true" => true,
-        other => return Err(malformed(&format!("IsTruncated is {other:?}, not true or false"))),
-    };
+    page.is_truncated = is_truncated(&truncated)?;
     let url = match encoding.as_str() {
         "" => false,
         "url" => true,

@@ -182,6 +182,17 @@ pub(crate) fn walk(
     Ok(())
 }
 
+/// A listing's `IsTruncated`: `true`, or `false` (also when absent); anything else is malformed.
+pub(crate) fn is_truncated(text: &str) -> Result<bool, XmlError> {
+    match text {
+        "" | "false" => Ok(false),
+        "true" => Ok(true),
+        other => Err(XmlError::Malformed(format!(
+            "IsTruncated is {other:?}, not true or false"
+        ))),
+    }
+}
+
 fn find<'a>(leaves: &'a [Leaf], parent: &str, name: &str) -> Option<&'a str> {
     leaves
         .iter()
