@@ -14,7 +14,7 @@
 //! [`ClaimsIndex::observe`] and [`ClaimsIndex::observe_grants`] only update maps (no I/O); the
 //! controller wiring feeds them watch events and forwards what they return.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use kube::core::DeserializeGuard;
@@ -76,9 +76,45 @@ struct Inner {
     /// `Some` with tenancy grants.
     grants: Option<GrantSource>,
     /// Claimants by bucket: uid → (source, claim).
-    by_bucket: HashMap<String, BTreeMap<String, (usize, Claim)>>,
+    by_bucket: HashMap<String, Claimants>,
     /// Uids of resources that would claim a bucket but are not permitted to.
     not_permitted: HashSet<String>,
+}
+
+/// One bucket's claimants by uid, in uid order, as `(uid, source, claim)`. A sorted vector: nearly
+/// every bucket has one claimant, and a `BTreeMap`'s first node alone has room for eleven (about
+/// 1.4 KiB per bucket, 14 MiB on a fleet of 10,000).
+#[derive(Debug, Default)]
+struct Claimants(Vec<(String, usize, Claim)>);
+
+impl Claimants {
+    fn position(&self, uid: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(u, _, _)| u.as_str().cmp(uid))
+    }
+
+    fn insert(&mut self, uid: &str, source: usize, claim: Claim) {
+        match self.position(uid) {
+            Ok(at) => self.0[at] = (uid.to_owned(), source, claim),
+            Err(at) => {
+                self.0.reserve_exact(1);
+                self.0.insert(at, (uid.to_owned(), source, claim));
+            }
+        }
+    }
+
+    fn remove(&mut self, uid: &str) {
+        if let Ok(at) = self.position(uid) {
+            self.0.remove(at);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(String, usize, Claim)> {
+        self.0.iter()
+    }
 }
 
 /// The claims index shared by every actor of one instance.
@@ -183,7 +219,7 @@ impl ClaimsIndex {
         self.lock()
             .by_bucket
             .get(bucket)
-            .map(|claims| claims.values().map(|(_, c)| c.clone()).collect())
+            .map(|claims| claims.iter().map(|(_, _, c)| c.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -417,7 +453,7 @@ impl Inner {
             self.by_bucket
                 .entry(new.bucket.clone())
                 .or_default()
-                .insert(uid.to_owned(), (source, new));
+                .insert(uid, source, new);
         }
         let blocked = self
             .sources
@@ -441,7 +477,7 @@ impl Inner {
         let mut buckets: Vec<&String> = touched.iter().collect();
         buckets.sort();
         for bucket in buckets {
-            for (uid, (source, claim)) in self.by_bucket.get(bucket).into_iter().flatten() {
+            for (uid, source, claim) in self.by_bucket.get(bucket).into_iter().flat_map(Claimants::iter) {
                 if !movers.contains(uid) {
                     changes
                         .retrigger
@@ -509,6 +545,37 @@ mod tests {
             }
         }
         serde_json::from_value::<DeserializeGuard<BucketEncryption>>(document).unwrap()
+    }
+
+    #[test]
+    fn claimants_stay_in_uid_order_and_a_uid_claims_once() {
+        let claim = |name: &str| Claim {
+            bucket: "b".into(),
+            created: None,
+            namespace: "ns".into(),
+            name: name.into(),
+        };
+        let mut claimants = Claimants::default();
+        claimants.insert("u3", 0, claim("c"));
+        claimants.insert("u1", 1, claim("a"));
+        claimants.insert("u2", 0, claim("b"));
+        claimants.insert("u1", 0, claim("a2"));
+        let order = |c: &Claimants| -> Vec<(String, usize, String)> {
+            c.iter()
+                .map(|(u, s, c)| (u.clone(), *s, c.name.clone()))
+                .collect()
+        };
+        let owned = |u: &str, s: usize, n: &str| (u.to_owned(), s, n.to_owned());
+        assert_eq!(
+            order(&claimants),
+            [owned("u1", 0, "a2"), owned("u2", 0, "b"), owned("u3", 0, "c")]
+        );
+        claimants.remove("u2");
+        claimants.remove("u9");
+        assert_eq!(order(&claimants), [owned("u1", 0, "a2"), owned("u3", 0, "c")]);
+        claimants.remove("u1");
+        claimants.remove("u3");
+        assert!(claimants.is_empty());
     }
 
     fn listed(index: &ClaimsIndex, source: usize, objects: &[Guarded]) -> Changes {

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::core::DeserializeGuard;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use tokio::sync::Semaphore;
 
 use super::claims::ClaimsIndex;
+use super::events::EventRecorder;
 use super::grants::Tenancy;
 use super::shard::Shard;
 use crate::api::BucketEncryption;
@@ -124,7 +124,7 @@ pub struct Context {
     pub objects: ObjectClient,
     /// The operator's own credentials; `None` when absent or forbidden (`--allow-operator-credentials=false`).
     pub operator_credentials: Option<CredentialsProvider>,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     /// The caches of every watched namespace.
@@ -143,7 +143,7 @@ impl Context {
         client: kube::Client,
         oss: OssClient,
         operator_credentials: Option<CredentialsProvider>,
-        recorder: Recorder,
+        recorder: EventRecorder,
         settings: Settings,
         metrics: Arc<Metrics>,
         stores: Vec<Store<Guarded>>,

@@ -8,6 +8,7 @@ pub mod claims;
 pub mod connect;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod finalizer;
 pub mod grant_controller;
 pub mod grants;
@@ -31,7 +32,6 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use tokio::sync::mpsc;
@@ -40,6 +40,7 @@ use crate::oss::{CredentialsProvider, OssClient};
 use crate::telemetry::{Metrics, Probe};
 pub use context::{AUDIT_FIELD_MANAGER, AuditSettings, Context, FIELD_MANAGER, Guarded, Settings};
 pub use error::Error;
+use events::EventRecorder;
 pub use schedule::resync_interval;
 
 /// How [`run`] is asked to stop.
@@ -158,13 +159,7 @@ pub async fn run(
     };
     let caches: Vec<_> = apis.iter().map(|_| reflector::store::<Guarded>()).collect();
     let stores: Vec<Store<Guarded>> = caches.iter().map(|(reader, _)| reader.clone()).collect();
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: Some(settings.instance.clone()),
-        },
-    );
+    let recorder = EventRecorder::new(client.clone(), FIELD_MANAGER, settings.instance.clone());
     let concurrency = settings.concurrency;
     let shard = settings.shard;
     let policy_client = settings.policies.then(|| client.clone());

@@ -1,5 +1,5 @@
 //! Effects that report: the status (server-side apply on `/status`, only when it changed) and
-//! Kubernetes Events through the shared recorder.
+//! Kubernetes Events through the shared recorder ([`super::events`]).
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
