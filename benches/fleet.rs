@@ -3,7 +3,7 @@
 //! `--json FILE`): time to converge, requests per object against the ideal, steady-state cost per
 //! resync, peak RSS and CPU of the operator, and the same work done by a bare client loop (the floor).
 //!
-//! `cargo bench --bench fleet -- [--objects 1000] [--concurrency 16] [--qps 200]
+//! `[FLEET_WRAP="profiler args"] cargo bench --bench fleet -- [--objects 1000] [--concurrency 16] [--qps 200]
 //!   [--resync-seconds 30] [--steady-intervals 2] [--json FILE] [--faults]`
 //!
 //! `--faults` runs the fault soak instead: 30% of OSS calls fail (500 / 503 throttling) with
@@ -264,7 +264,20 @@ async fn main() {
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, kube.kubeconfig_yaml()).unwrap();
     let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator"))
+        // FLEET_WRAP runs the operator under a profiler (e.g. `heaptrack -o FILE` or
+        // `perf record -g -o FILE`); RSS and CPU are then the wrapper's, not the operator's.
+        let wrap: Vec<String> = std::env::var("FLEET_WRAP")
+            .map(|w| w.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let mut command = match wrap.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_oss-encryption-operator"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_oss-encryption-operator")),
+        };
+        command
             .arg("run")
             .args([
                 "--allowed-endpoint-suffixes",

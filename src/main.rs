@@ -6,8 +6,7 @@ use oss_encryption_operator::cli::args::{Cli, Command};
 use oss_encryption_operator::cli::{self, Mode};
 use oss_encryption_operator::telemetry;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -16,6 +15,21 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(code);
         }
     };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Command::Run(args) = &cli.command {
+        runtime.worker_threads(usize::from(args.worker_threads));
+    }
+    match runtime.build() {
+        Ok(runtime) => runtime.block_on(dispatch(cli)),
+        Err(error) => {
+            eprintln!("error: could not start the async runtime: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> std::process::ExitCode {
     match &cli.command {
         Command::Run(args) => telemetry::init_logging(args.log_format, "info"),
         _ => telemetry::init_logging(telemetry::LogFormat::Text, "warn"),
@@ -28,13 +42,23 @@ async fn main() -> std::process::ExitCode {
         Command::Apply { common } => exit_with(cli::manifests_command(Mode::Apply, common, false).await),
         Command::Import(args) => exit_with(cli::import::run(args).await),
         Command::Audit(args) => exit_with(cli::audit::run(args).await),
-        Command::Run(args) => match cli::operator::run(args).await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("error: {error}");
-                std::process::ExitCode::FAILURE
+        // The controller runs as a task on the worker thread(s) (`--worker-threads`), beside the
+        // HTTP connections it drives, not on the main thread (`block_on`), where each request
+        // and each answer would cross between threads.
+        Command::Run(args) => {
+            match tokio::spawn(async move { cli::operator::run(args).await.map_err(|e| e.to_string()) }).await
+            {
+                Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+                Ok(Err(error)) => {
+                    eprintln!("error: {error}");
+                    std::process::ExitCode::FAILURE
+                }
+                Err(panicked) => {
+                    eprintln!("error: the controller stopped unexpectedly: {panicked}");
+                    std::process::ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Demo => match oss_encryption_operator::demo::run().await {
             Ok(report) => {
                 print!("{report}");
