@@ -94,7 +94,7 @@ impl Claimants {
 
     fn insert(&mut self, uid: &str, source: usize, claim: Claim) {
         match self.position(uid) {
-            Ok(at) => self.0[at] = (uid.to_owned(), source, claim),
+            Ok(at) => (self.0[at].1, self.0[at].2) = (source, claim),
             Err(at) => {
                 self.0.reserve_exact(1);
                 self.0.insert(at, (uid.to_owned(), source, claim));

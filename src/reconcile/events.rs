@@ -173,9 +173,9 @@ impl EventRecorder {
         regarding: &ObjectReference,
         now: Timestamp,
     ) -> Result<(Box<str>, Box<str>, i32), kube::Error> {
-        let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let object = new_event(event, regarding, &self.controller, &self.instance, now);
-        let name = object.metadata.name.clone().unwrap_or_default();
+        let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
+        let name = object.metadata.name.as_deref().unwrap_or_default();
         Api::<KubeEvent>::namespaced(self.client.clone(), namespace)
             .create(&PostParams::default(), &object)
             .await?;
