@@ -6,6 +6,12 @@ use oss_encryption_operator::cli::args::{Cli, Command};
 use oss_encryption_operator::cli::{self, Mode};
 use oss_encryption_operator::telemetry;
 
+/// jemalloc: less CPU than glibc's malloc for the controller's many small, short-lived
+/// allocations (JSON, HTTP), and less memory left in per-thread arenas.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

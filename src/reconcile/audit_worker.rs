@@ -22,6 +22,7 @@ use super::context::Context;
 use super::grants::Permission;
 use super::object_audit::{audit_blocker, audit_due, audit_status, below_rule_note, latest};
 use super::report;
+use super::secret_reads::Freshness;
 use crate::api::{BucketEncryption, DesiredState, ObjectAudit, ObjectAuditStatus};
 use crate::audit::{Examine, Subject, audit_bucket};
 use crate::oss::describe_rule;
@@ -165,7 +166,7 @@ async fn audit_one(
 ) -> ObjectAuditStatus {
     let (namespace, name, bucket) = labels(resource);
     let rule = describe_rule(desired.rule.as_ref());
-    let status = match connect::resolve(resource, desired, ctx).await {
+    let status = match connect::resolve(resource, desired, ctx, Freshness::Shared).await {
         Ok((target, credentials)) => {
             let subject = Subject {
                 target,

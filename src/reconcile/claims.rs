@@ -15,31 +15,41 @@
 //! controller wiring feeds them watch events and forwards what they return.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use kube::core::DeserializeGuard;
 use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use super::context::Guarded;
 use super::grants::{self, Grant, Permission, Request, Tenancy};
+use super::guard::Guard;
 use super::ownership::Claim;
 use super::shard::Shard;
 use crate::api::grant::BucketEncryptionGrant;
 use crate::api::{BucketEncryption, FINALIZER};
 
-/// One resource as the index knows it: the claim it makes when permitted.
+/// One resource as the index knows it: the claim it makes when permitted. The claim is shared
+/// with the bucket's claimants (one copy of its strings per resource, not two).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
-    /// `namespace/name`, to trigger it.
-    namespace: String,
-    name: String,
-    /// `claim_of(resource, true)`: what it claims if the grants permit it.
-    candidate: Option<Claim>,
+    /// Its namespace and name (to trigger it), and its bucket and age (what it claims).
+    claim: Arc<Claim>,
+    /// `claim_of(resource, true)` is `Some`: it claims `claim` if the grants permit it.
+    claims: bool,
     /// It has no `spec.credentials` (so it relies on the operator's own).
     operator_credentials: bool,
 }
+
+impl Entry {
+    /// What it claims if the grants permit it.
+    fn candidate(&self) -> Option<&Arc<Claim>> {
+        self.claims.then_some(&self.claim)
+    }
+}
+
+/// A claim before and after a change (`None`: no claim).
+type Move = (Option<Arc<Claim>>, Option<Arc<Claim>>);
 
 /// The grants cache: the valid grants by uid (an invalid grant grants nothing).
 #[derive(Default)]
@@ -85,14 +95,14 @@ struct Inner {
 /// every bucket has one claimant, and a `BTreeMap`'s first node alone has room for eleven (about
 /// 1.4 KiB per bucket, 14 MiB on a fleet of 10,000).
 #[derive(Debug, Default)]
-struct Claimants(Vec<(String, usize, Claim)>);
+struct Claimants(Vec<(String, usize, Arc<Claim>)>);
 
 impl Claimants {
     fn position(&self, uid: &str) -> Result<usize, usize> {
         self.0.binary_search_by(|(u, _, _)| u.as_str().cmp(uid))
     }
 
-    fn insert(&mut self, uid: &str, source: usize, claim: Claim) {
+    fn insert(&mut self, uid: &str, source: usize, claim: Arc<Claim>) {
         match self.position(uid) {
             Ok(at) => (self.0[at].1, self.0[at].2) = (source, claim),
             Err(at) => {
@@ -112,7 +122,7 @@ impl Claimants {
         self.0.is_empty()
     }
 
-    fn iter(&self) -> impl Iterator<Item = &(String, usize, Claim)> {
+    fn iter(&self) -> impl Iterator<Item = &(String, usize, Arc<Claim>)> {
         self.0.iter()
     }
 }
@@ -148,24 +158,31 @@ fn entry_of(object: &Guarded, shard: Shard) -> Option<(String, Entry)> {
         Err(invalid) => &invalid.metadata,
     };
     let uid = meta.uid.clone()?;
+    let candidate = object
+        .0
+        .as_ref()
+        .ok()
+        .and_then(|r| claim_of(r, true))
+        .filter(|claim| shard.owns(&claim.bucket));
+    let claims = candidate.is_some();
+    let claim = candidate.unwrap_or_else(|| Claim {
+        bucket: String::new(),
+        created: None,
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+    });
     Some((
         uid,
         Entry {
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
-            candidate: object
-                .0
-                .as_ref()
-                .ok()
-                .and_then(|r| claim_of(r, true))
-                .filter(|claim| shard.owns(&claim.bucket)),
+            claim: Arc::new(claim),
+            claims,
             operator_credentials: object.0.as_ref().is_ok_and(|r| r.spec.credentials.is_none()),
         },
     ))
 }
 
 /// A grant's uid and, when it is valid, what it grants.
-fn grant_of(object: &DeserializeGuard<BucketEncryptionGrant>) -> Option<(String, Option<Grant>)> {
+fn grant_of(object: &Guard<BucketEncryptionGrant>) -> Option<(String, Option<Grant>)> {
     match &object.0 {
         Ok(grant) => Some((grant.metadata.uid.clone()?, Grant::of(grant).ok())),
         Err(invalid) => Some((invalid.metadata.uid.clone()?, None)),
@@ -219,7 +236,7 @@ impl ClaimsIndex {
         self.lock()
             .by_bucket
             .get(bucket)
-            .map(|claims| claims.iter().map(|(_, _, c)| c.clone()).collect())
+            .map(|claims| claims.iter().map(|(_, _, c)| Claim::clone(c)).collect())
             .unwrap_or_default()
     }
 
@@ -246,7 +263,7 @@ impl ClaimsIndex {
 
     /// Takes one event of the grants cache into the index (ignored with tenancy open):
     /// re-evaluates every resource against the new grants.
-    pub fn observe_grants(&self, event: &Event<DeserializeGuard<BucketEncryptionGrant>>) -> Changes {
+    pub fn observe_grants(&self, event: &Event<Guard<BucketEncryptionGrant>>) -> Changes {
         let mut inner = self.lock();
         let was_complete = inner.is_complete();
         let Some(source) = inner.grants.as_mut() else {
@@ -372,7 +389,7 @@ impl Inner {
     }
 
     fn request(entry: &Entry) -> Option<Request<'_>> {
-        entry.candidate.as_ref().map(|c| Request {
+        entry.candidate().map(|c| Request {
             namespace: &c.namespace,
             bucket: &c.bucket,
             operator_credentials: entry.operator_credentials,
@@ -380,11 +397,11 @@ impl Inner {
     }
 
     /// The claim an entry makes under the current grants.
-    fn claim(&self, entry: &Entry) -> Option<Claim> {
+    fn claim(&self, entry: &Entry) -> Option<Arc<Claim>> {
         let request = Self::request(entry)?;
         self.verdict(request)
             .is_permitted()
-            .then(|| entry.candidate.clone())
+            .then(|| entry.candidate().cloned())
             .flatten()
     }
 
@@ -392,7 +409,8 @@ impl Inner {
     /// re-triggers each resource whose verdict changed plus the other claimants of the buckets
     /// whose claimant set changed.
     fn regrant(&mut self, before: &HashMap<String, Grant>) -> Changes {
-        let mut moved: Vec<(usize, String, Option<Claim>, Option<Claim>)> = Vec::new();
+        // (source, uid, claim before, claim after)
+        let mut moved: Vec<(usize, String, Move)> = Vec::new();
         let mut retrigger: Vec<(usize, String, String)> = Vec::new();
         for (index, source) in self.sources.iter().enumerate() {
             for (uid, entry) in &source.objects {
@@ -404,21 +422,21 @@ impl Inner {
                 if old == new {
                     continue;
                 }
-                retrigger.push((index, entry.namespace.clone(), entry.name.clone()));
+                retrigger.push((index, entry.claim.namespace.clone(), entry.claim.name.clone()));
                 if old.is_permitted() != new.is_permitted() {
-                    let claim = entry.candidate.clone();
+                    let claim = entry.candidate().cloned();
                     let (was, now) = if new.is_permitted() {
                         (None, claim)
                     } else {
                         (claim, None)
                     };
-                    moved.push((index, uid.clone(), was, now));
+                    moved.push((index, uid.clone(), (was, now)));
                 }
             }
         }
         let mut touched: HashSet<String> = HashSet::new();
         let mut movers: HashSet<String> = HashSet::new();
-        for (source, uid, was, now) in moved {
+        for (source, uid, (was, now)) in moved {
             movers.insert(uid.clone());
             self.move_claim(source, &uid, was, now, &mut touched);
         }
@@ -435,8 +453,8 @@ impl Inner {
         &mut self,
         source: usize,
         uid: &str,
-        old: Option<Claim>,
-        new: Option<Claim>,
+        old: Option<Arc<Claim>>,
+        new: Option<Arc<Claim>>,
         touched: &mut HashSet<String>,
     ) {
         if let Some(old) = old {
@@ -459,7 +477,7 @@ impl Inner {
             .sources
             .get(source)
             .and_then(|s| s.objects.get(uid))
-            .is_some_and(|e| e.candidate.is_some() && self.claim(e).is_none());
+            .is_some_and(|e| e.claims && self.claim(e).is_none());
         if blocked {
             self.not_permitted.insert(uid.to_owned());
         } else {
@@ -544,7 +562,7 @@ mod tests {
                 _ => document["spec"][k] = v.clone(),
             }
         }
-        serde_json::from_value::<DeserializeGuard<BucketEncryption>>(document).unwrap()
+        serde_json::from_value::<Guarded>(document).unwrap()
     }
 
     #[test]
@@ -556,10 +574,10 @@ mod tests {
             name: name.into(),
         };
         let mut claimants = Claimants::default();
-        claimants.insert("u3", 0, claim("c"));
-        claimants.insert("u1", 1, claim("a"));
-        claimants.insert("u2", 0, claim("b"));
-        claimants.insert("u1", 0, claim("a2"));
+        claimants.insert("u3", 0, Arc::new(claim("c")));
+        claimants.insert("u1", 1, Arc::new(claim("a")));
+        claimants.insert("u2", 0, Arc::new(claim("b")));
+        claimants.insert("u1", 0, Arc::new(claim("a2")));
         let order = |c: &Claimants| -> Vec<(String, usize, String)> {
             c.iter()
                 .map(|(u, s, c)| (u.clone(), *s, c.name.clone()))
@@ -747,7 +765,7 @@ mod tests {
         assert!(changes.removed.is_empty(), "still in the cache");
     }
 
-    fn grant(uid: &str, namespaces: &[&str], buckets: &[&str]) -> DeserializeGuard<BucketEncryptionGrant> {
+    fn grant(uid: &str, namespaces: &[&str], buckets: &[&str]) -> Guard<BucketEncryptionGrant> {
         serde_json::from_value(json!({
             "apiVersion": "oss.encryption.dev/v1alpha1", "kind": "BucketEncryptionGrant",
             "metadata": {"name": format!("grant-{uid}"), "uid": uid},
@@ -756,7 +774,7 @@ mod tests {
         .unwrap()
     }
 
-    fn grants_listed(index: &ClaimsIndex, grants: &[DeserializeGuard<BucketEncryptionGrant>]) -> Changes {
+    fn grants_listed(index: &ClaimsIndex, grants: &[Guard<BucketEncryptionGrant>]) -> Changes {
         index.observe_grants(&Event::Init);
         for g in grants {
             index.observe_grants(&Event::InitApply(g.clone()));

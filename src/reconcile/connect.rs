@@ -7,6 +7,7 @@ use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::error::Error;
+use super::secret_reads::Freshness;
 use crate::api::{BucketEncryption, DesiredState};
 use crate::oss::{BucketTarget, Credentials, CredentialsProvider};
 
@@ -15,13 +16,14 @@ pub async fn resolve(
     resource: &BucketEncryption,
     desired: &DesiredState,
     ctx: &Context,
+    freshness: Freshness,
 ) -> Result<(BucketTarget, CredentialsProvider), Error> {
     ctx.oss
         .config()
         .allow_list
         .check(&desired.endpoint)
         .map_err(|e| Error::EndpointNotAllowed(e.to_string()))?;
-    let credentials = credentials(resource, ctx).await?;
+    let credentials = credentials(resource, ctx, freshness).await?;
     let target = BucketTarget {
         bucket: desired.bucket.clone(),
         region: desired.region.clone(),
@@ -31,8 +33,13 @@ pub async fn resolve(
     Ok((target, credentials))
 }
 
-/// The object's Secret (read now, never cached or watched) or the operator's own credentials.
-async fn credentials(resource: &BucketEncryption, ctx: &Context) -> Result<CredentialsProvider, Error> {
+/// The object's Secret (read with `get`, never listed or watched) or the operator's own
+/// credentials.
+async fn credentials(
+    resource: &BucketEncryption,
+    ctx: &Context,
+    freshness: Freshness,
+) -> Result<CredentialsProvider, Error> {
     let Some(source) = &resource.spec.credentials else {
         return ctx.operator_credentials.clone().ok_or_else(|| {
             Error::CredentialsNotFound(
@@ -43,17 +50,29 @@ async fn credentials(resource: &BucketEncryption, ctx: &Context) -> Result<Crede
         });
     };
     let namespace = resource.namespace().unwrap_or_default();
-    secret_credentials(ctx, &namespace, &source.secret_ref.name, "").await
+    secret_credentials(ctx, &namespace, &source.secret_ref.name, "", freshness).await
 }
 
-/// Credentials from a Secret (read now with `get`, never cached, listed or watched); `hint` is
-/// added to the not-found message.
+/// Credentials from a Secret (read with `get`, or a read another reconcile made within the last
+/// second: `secret_reads`; never listed or watched); `hint` is added to the not-found message.
 pub async fn secret_credentials(
     ctx: &Context,
     namespace: &str,
     name: &str,
     hint: &str,
+    freshness: Freshness,
 ) -> Result<CredentialsProvider, Error> {
+    let credentials = ctx
+        .secrets
+        .credentials(namespace, name, freshness, || {
+            read_secret(ctx, namespace, name, hint)
+        })
+        .await?;
+    Ok(CredentialsProvider::Static(credentials))
+}
+
+/// Reads the Secret from the API server now.
+async fn read_secret(ctx: &Context, namespace: &str, name: &str, hint: &str) -> Result<Credentials, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let secret = secrets
         .get_opt(name)
@@ -61,10 +80,6 @@ pub async fn secret_credentials(
         .map_err(|e| Error::kube(format!("reading Secret {namespace}/{name}"), e))?
         .ok_or_else(|| Error::CredentialsNotFound(format!("Secret {namespace}/{name} not found{hint}")))?;
     let data = secret.data.unwrap_or_default();
-    let credentials =
-        Credentials::from_fields(|key| data.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned()))
-            .map_err(|missing| {
-                Error::CredentialsNotFound(format!("Secret {namespace}/{name} has {missing}"))
-            })?;
-    Ok(CredentialsProvider::Static(credentials))
+    Credentials::from_fields(|key| data.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned()))
+        .map_err(|missing| Error::CredentialsNotFound(format!("Secret {namespace}/{name} has {missing}")))
 }

@@ -1,19 +1,19 @@
 //! What every reconcile shares: clients, recorder, metrics, settings, the caches, the claims
 //! index and the per-object failure counts. The bottom floor of `reconcile/`: of its siblings it
-//! imports only the claims index (which imports only `ownership`, `grants` and `shard`),
-//! `grants` and `shard`.
+//! imports only the claims index (which imports only `ownership`, `grants`, `guard` and `shard`),
+//! `grants`, `guard`, `secret_reads` and `shard`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 use tokio::sync::Semaphore;
 
 use super::claims::ClaimsIndex;
 use super::events::EventRecorder;
 use super::grants::Tenancy;
+use super::secret_reads::SecretReads;
 use super::shard::Shard;
 use crate::api::BucketEncryption;
 use crate::kms::KeyChecker;
@@ -28,7 +28,7 @@ pub const FIELD_MANAGER: &str = "oss-encryption-operator";
 pub const AUDIT_FIELD_MANAGER: &str = "oss-encryption-operator-audit";
 
 /// Guarded objects: one that does not deserialise still reaches reconcile (and gets InvalidSpec).
-pub type Guarded = DeserializeGuard<BucketEncryption>;
+pub type Guarded = super::guard::Guard<BucketEncryption>;
 
 /// Operator-wide settings.
 #[derive(Clone, Debug)]
@@ -134,6 +134,8 @@ pub struct Context {
     pub claims: Arc<ClaimsIndex>,
     /// Bounds reconciles across all controllers to `settings.concurrency`.
     pub permits: Semaphore,
+    /// Secret reads, shared by the reconciles that need one Secret within a second.
+    pub secrets: SecretReads,
     /// Consecutive failures per object uid, for backoff; cleared on success and on deletion.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -162,6 +164,7 @@ impl Context {
             claims,
             stores,
             permits,
+            secrets: SecretReads::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -26,6 +26,7 @@ use super::connect;
 use super::context::Context;
 use super::error::{Error, Retry};
 use super::report::{self, event, publish, raw_api};
+use super::secret_reads::Freshness;
 use super::status::{Reason, Report};
 use crate::api::{BucketEncryption, DeletionPolicy, DesiredState, FINALIZER, InvalidSpec, ManagementPolicy};
 
@@ -247,7 +248,7 @@ async fn remove_rule(
     desired: &DesiredState,
     ctx: &Context,
 ) -> Result<String, Error> {
-    let (target, credentials) = connect::resolve(resource, desired, ctx).await?;
+    let (target, credentials) = connect::resolve(resource, desired, ctx, Freshness::Now).await?;
     match ctx.oss.delete_encryption(&target, &credentials).await {
         Ok(reply) => Ok(format!(
             "DeleteBucketEncryption on deletion (request id {})",

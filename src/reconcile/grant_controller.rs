@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube::api::Api;
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
@@ -24,7 +23,7 @@ use crate::api::Condition;
 use crate::api::grant::{BucketEncryptionGrant, BucketEncryptionGrantStatus, OperatorCredentials};
 
 /// Grants as read from the API: a grant that does not deserialise still reaches the cache.
-pub type GuardedGrant = DeserializeGuard<BucketEncryptionGrant>;
+pub type GuardedGrant = super::guard::Guard<BucketEncryptionGrant>;
 
 /// Watches the grants until `stop` resolves: every event goes into `ctx.claims`, the resources
 /// it re-triggers are sent to their controller (`senders`, by claims source), and each grant's

@@ -23,6 +23,7 @@ use super::plan::{self, Action as OssAction, Downgrades, Plan};
 use super::preflight::{self, Held};
 use super::report::{self, event, publish};
 use super::schedule;
+use super::secret_reads::Freshness;
 use super::status::{Reason, Report, stable_message};
 use crate::api::{BucketEncryption, DesiredState};
 use crate::kms::Verdict;
@@ -102,7 +103,7 @@ async fn sync(resource: &BucketEncryption, ctx: &Context) -> Result<Outcome, Err
         owner,
         bucket: desired.bucket.clone(),
     })?;
-    let (target, credentials) = connect::resolve(resource, &desired, ctx).await?;
+    let (target, credentials) = connect::resolve(resource, &desired, ctx, Freshness::Shared).await?;
     // The key check most likely needed runs alongside the read, not queued behind it.
     let likely = preflight::likely_key(desired.rule.as_ref(), resource.spec.management_policy);
     let (observed, early) = tokio::join!(

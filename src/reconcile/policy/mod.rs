@@ -461,6 +461,7 @@ async fn credentials(
         &pctx.secret_namespace,
         &source.secret_ref.name,
         " (a policy's Secret lives in the operator's namespace)",
+        super::secret_reads::Freshness::Shared,
     )
     .await
 }

@@ -613,10 +613,13 @@ fn list(shared: &Shared, def: &ResourceDef, namespace: &str, params: &BTreeMap<S
     )
 }
 
+/// One watch event, `type` before `object` as a real API server writes it (Go's `WatchEvent`
+/// field order; `json!` would sort `object` first).
 fn event_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = json!({"type": kind, "object": object}).to_string();
-    line.push('\n');
-    Bytes::from(line)
+    Bytes::from(format!(
+        "{{\"type\":{},\"object\":{object}}}\n",
+        Value::from(kind)
+    ))
 }
 
 fn bookmark(def: &ResourceDef, rv: u64, initial_end: bool) -> Value {
