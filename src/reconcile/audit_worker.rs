@@ -98,7 +98,7 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()>) {
                             continue;
                         }
                         let rule = describe_rule(desired.rule.as_ref());
-                        let stored = resource.status.as_ref().and_then(|s| s.objects.as_ref());
+                        let stored = resource.status.as_ref().and_then(|s| s.objects.as_deref());
                         if !audit_due(&audit, &rule, latest(stored, recent.get(&uid)), now) {
                             continue;
                         }
