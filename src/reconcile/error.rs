@@ -64,6 +64,34 @@ impl Error {
         }
     }
 
+    /// The same error for another reconcile that waited on the read that failed: the same
+    /// message and the same row of the table (a Kubernetes transport failure is carried by its
+    /// message, under kube's `ServiceError` for kinds other than a service error). `None` for
+    /// OSS failures, which are never shared.
+    pub fn for_waiter(&self) -> Option<Self> {
+        Some(match self {
+            Self::InvalidSpec(m) => Self::InvalidSpec(m.clone()),
+            Self::CredentialsNotFound(m) => Self::CredentialsNotFound(m.clone()),
+            Self::EndpointNotAllowed(m) => Self::EndpointNotAllowed(m.clone()),
+            Self::NotPermitted(m) => Self::NotPermitted(m.clone()),
+            Self::Conflict { owner, bucket } => Self::Conflict {
+                owner: owner.clone(),
+                bucket: bucket.clone(),
+            },
+            Self::KeyCheckFailed(e) => Self::KeyCheckFailed(e.clone()),
+            Self::ClaimsIncomplete => Self::ClaimsIncomplete,
+            Self::Kube { action, source } => Self::kube(
+                action.clone(),
+                match source.as_ref() {
+                    kube::Error::Api(status) => kube::Error::Api(status.clone()),
+                    kube::Error::Service(inner) => kube::Error::Service(inner.to_string().into()),
+                    other => kube::Error::Service(other.to_string().into()),
+                },
+            ),
+            Self::Oss(_) => return None,
+        })
+    }
+
     /// The error's row of the table.
     pub fn policy(&self) -> Policy {
         use Retry::*;
@@ -257,6 +285,27 @@ mod tests {
         }))
         .unwrap();
         Error::kube("reading Secret ns/s", kube::Error::Api(Box::new(status)))
+    }
+
+    #[test]
+    fn a_waiter_gets_the_same_message_and_row_and_oss_failures_are_not_copied() {
+        let transport = Error::kube(
+            "reading Secret ns/s",
+            kube::Error::Service("connection reset by peer".into()),
+        );
+        for error in [
+            kube_error(403, "Forbidden"),
+            kube_error(500, "InternalError"),
+            transport,
+            Error::CredentialsNotFound("Secret ns/s not found".into()),
+            Error::ClaimsIncomplete,
+        ] {
+            let copy = error.for_waiter().expect("copied");
+            assert_eq!(copy.to_string(), error.to_string());
+            assert_eq!(copy.policy(), error.policy());
+            assert_eq!(copy.metric_label(), error.metric_label());
+        }
+        assert!(oss_error(503, "ServiceUnavailable").for_waiter().is_none());
     }
 
     /// The table, written out independently of the code that implements it.

@@ -1,10 +1,12 @@
 //! Secret reads shared for a moment: reconciles that need the same Secret within
 //! [`SHARE_WINDOW`] of a read take that read instead of asking the API server again, and those
-//! that ask while a read is under way wait for it. A fleet whose resources share one Secret
-//! then reads it about once a second instead of once per reconcile; a rotated Secret is seen by
-//! every reconcile that starts a window after the change. Only successful reads are shared: a
-//! missing or unreadable Secret is asked for again by the next reconcile. Secrets are never
-//! listed or watched.
+//! that ask while a read is under way wait for it and take its answer, success or failure. A
+//! fleet whose resources share one Secret then reads it about once a second instead of once per
+//! reconcile; a rotated Secret is seen by every reconcile that starts a window after the change.
+//! A failure serves only those who waited on it: the next reconcile asks again. A read gets
+//! [`READ_LIMIT`] to answer (the Kubernetes client sets no response timeout), so a hung API
+//! server fails the reconciles waiting on it instead of stalling them. Secrets are never listed
+//! or watched.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,6 +21,9 @@ use crate::oss::Credentials;
 /// How long one read of a Secret serves other reconciles.
 pub const SHARE_WINDOW: Duration = Duration::from_secs(1);
 
+/// How long a Secret read may take before it counts as failed.
+pub const READ_LIMIT: Duration = Duration::from_secs(10);
+
 /// Whether a reconcile may take another's recent read of a Secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Freshness {
@@ -32,14 +37,38 @@ pub enum Freshness {
 /// `namespace`, `name`.
 type Key = (String, String);
 
-/// A read and when it started (the Secret was at least this fresh).
-struct Read {
-    started: Instant,
-    credentials: Credentials,
+/// How the last read of a Secret ended.
+enum Outcome {
+    /// It answered; the Secret was at least as fresh as `started`.
+    Read {
+        started: Instant,
+        credentials: Credentials,
+    },
+    /// It failed at `finished`: the answer of every reconcile that asked before then.
+    Failed { finished: Instant, error: Error },
 }
 
-/// One Secret: its last read, behind a lock held while a read is under way.
-type Slot = Arc<tokio::sync::Mutex<Option<Read>>>;
+impl Outcome {
+    /// What this outcome answers a reconcile that asked at `asked`, if it may serve it.
+    fn answer(&self, asked: Instant, window: Duration) -> Option<Result<Credentials, Error>> {
+        match self {
+            Self::Read { started, credentials } => {
+                is_fresh(*started, asked, window).then(|| Ok(credentials.clone()))
+            }
+            Self::Failed { finished, error } => {
+                (asked < *finished).then(|| error.for_waiter().map(Err)).flatten()
+            }
+        }
+    }
+
+    /// Whether this outcome can still serve anyone at `now`.
+    fn serves_at(&self, now: Instant, window: Duration) -> bool {
+        matches!(self, Self::Read { started, .. } if is_fresh(*started, now, window))
+    }
+}
+
+/// One Secret: how its last read ended, behind a lock held while a read is under way.
+type Slot = Arc<tokio::sync::Mutex<Option<Outcome>>>;
 
 #[derive(Default)]
 struct Slots {
@@ -72,6 +101,20 @@ fn is_fresh(started: Instant, now: Instant, window: Duration) -> bool {
     now.saturating_duration_since(started) < window
 }
 
+/// `read`, failed as a Kubernetes error once it has taken [`READ_LIMIT`].
+async fn within_limit(
+    namespace: &str,
+    name: &str,
+    read: impl Future<Output = Result<Credentials, Error>>,
+) -> Result<Credentials, Error> {
+    tokio::time::timeout(READ_LIMIT, read).await.unwrap_or_else(|_| {
+        Err(Error::kube(
+            format!("reading Secret {namespace}/{name}"),
+            kube::Error::Service(format!("no answer within {}s", READ_LIMIT.as_secs()).into()),
+        ))
+    })
+}
+
 impl SecretReads {
     /// Reads shared for `window` (zero: every reconcile reads for itself).
     pub fn new(window: Duration) -> Self {
@@ -81,8 +124,9 @@ impl SecretReads {
         }
     }
 
-    /// The credentials in Secret `namespace/name`: with [`Freshness::Shared`] a read at most a
-    /// window old, else what `read` returns now (remembered when it succeeds).
+    /// The credentials in Secret `namespace/name`: with [`Freshness::Shared`] the answer of a
+    /// read at most a window old, or of the read under way when this was asked; with
+    /// [`Freshness::Now`] what `read` returns now (neither shared nor remembered).
     pub async fn credentials<F, Fut>(
         &self,
         namespace: &str,
@@ -95,23 +139,27 @@ impl SecretReads {
         Fut: Future<Output = Result<Credentials, Error>>,
     {
         if self.window.is_zero() || freshness == Freshness::Now {
-            return read().await;
+            return within_limit(namespace, name, read()).await;
         }
+        let asked = Instant::now();
         let slot = self.slot(namespace, name);
         let mut last = slot.lock().await;
-        let started = Instant::now();
-        if let Some(fresh) = last
-            .as_ref()
-            .filter(|r| is_fresh(r.started, started, self.window))
-        {
-            return Ok(fresh.credentials.clone());
+        if let Some(answer) = last.as_ref().and_then(|o| o.answer(asked, self.window)) {
+            return answer;
         }
-        let credentials = read().await?;
-        *last = Some(Read {
-            started,
-            credentials: credentials.clone(),
-        });
-        Ok(credentials)
+        let started = Instant::now();
+        let result = within_limit(namespace, name, read()).await;
+        *last = match &result {
+            Ok(credentials) => Some(Outcome::Read {
+                started,
+                credentials: credentials.clone(),
+            }),
+            Err(error) => error.for_waiter().map(|error| Outcome::Failed {
+                finished: Instant::now(),
+                error,
+            }),
+        };
+        result
     }
 
     /// The slot of a Secret; at most once a window, slots nobody uses and whose read has
@@ -124,8 +172,8 @@ impl SecretReads {
             let window = self.window;
             slots.by_key.retain(|_, slot| {
                 Arc::strong_count(slot) > 1
-                    || slot.try_lock().map_or(true, |read| {
-                        read.as_ref().is_some_and(|r| is_fresh(r.started, now, window))
+                    || slot.try_lock().map_or(true, |last| {
+                        last.as_ref().is_some_and(|o| o.serves_at(now, window))
                     })
             });
         }
@@ -200,6 +248,80 @@ mod tests {
                 .all(|a| a.as_ref().ok() == Some(&credentials("AK1")))
         );
         assert_eq!(reads.load(Ordering::SeqCst), 1);
+    }
+
+    /// A read that counts itself, takes `takes` and answers `id`.
+    async fn slow(reads: &AtomicUsize, takes: Duration, id: &str) -> Result<Credentials, Error> {
+        reads.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(takes).await;
+        Ok(credentials(id))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_read_serves_everyone_who_asked_while_it_ran() {
+        let shared = SecretReads::default();
+        let reads = AtomicUsize::new(0);
+        let asks = (0..8).map(|_| {
+            shared.credentials("team", "creds", Freshness::Shared, || {
+                slow(&reads, SHARE_WINDOW * 3, "AK1")
+            })
+        });
+        let answers = futures_util::future::join_all(asks).await;
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.as_ref().ok() == Some(&credentials("AK1")))
+        );
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_read_fails_those_waiting_on_it_and_the_next_reconcile_asks_again() {
+        let shared = SecretReads::default();
+        let reads = AtomicUsize::new(0);
+        let missing = || async {
+            reads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Err(Error::CredentialsNotFound("Secret team/creds not found".into()))
+        };
+        let asks = (0..4).map(|_| shared.credentials("team", "creds", Freshness::Shared, missing));
+        let answers = futures_util::future::join_all(asks).await;
+        assert!(answers.iter().all(|a| matches!(
+            a,
+            Err(Error::CredentialsNotFound(m)) if m == "Secret team/creds not found"
+        )));
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        shared
+            .credentials("team", "creds", Freshness::Shared, || counted(&reads, "AK1"))
+            .await
+            .unwrap();
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_that_never_answers_fails_it_and_its_waiters_in_bounded_time() {
+        let shared = SecretReads::default();
+        let reads = AtomicUsize::new(0);
+        let hung = || async {
+            reads.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<Credentials, Error>>().await
+        };
+        let asks = (0..4).map(|_| shared.credentials("team", "creds", Freshness::Shared, hung));
+        let answers = tokio::time::timeout(Duration::from_secs(60), futures_util::future::join_all(asks))
+            .await
+            .expect("every reconcile waiting on a hung Secret read gets an answer");
+        assert!(answers.iter().all(|a| matches!(
+            a,
+            Err(e @ Error::Kube { .. }) if e.to_string().contains("reading Secret team/creds")
+        )));
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        let now = tokio::time::timeout(
+            Duration::from_secs(60),
+            shared.credentials("team", "creds", Freshness::Now, hung),
+        )
+        .await;
+        assert!(matches!(now, Ok(Err(Error::Kube { .. }))));
     }
 
     #[tokio::test(start_paused = true)]
