@@ -47,7 +47,8 @@ impl<K: DeserializeOwned> Guard<K> {
         match serde_json::from_str::<K>(text) {
             Ok(object) => Ok(Self(Ok(object))),
             Err(error) => {
-                let MetadataOnly { metadata } = serde_json::from_str(text).map_err(E::custom)?;
+                let MetadataOnly { metadata } =
+                    serde_json::from_str(text).map_err(|e| E::custom(without_position(&e)))?;
                 Ok(Self::invalid(&error, metadata))
             }
         }
@@ -58,7 +59,8 @@ impl<K: DeserializeOwned> Guard<K> {
         match K::deserialize(tree) {
             Ok(object) => Ok(Self(Ok(object))),
             Err(error) => {
-                let MetadataOnly { metadata } = MetadataOnly::deserialize(tree).map_err(E::custom)?;
+                let MetadataOnly { metadata } =
+                    MetadataOnly::deserialize(tree).map_err(|e| E::custom(without_position(&e)))?;
                 Ok(Self::invalid(&error, metadata))
             }
         }
@@ -277,5 +279,18 @@ mod tests {
     #[test]
     fn text_that_is_not_json_fails_the_whole_read() {
         assert!(serde_json::from_str::<Guard<BucketEncryption>>("{\"metadata\": ").is_err());
+    }
+
+    #[test]
+    fn an_object_without_readable_metadata_fails_the_read_at_its_place_in_the_whole_text() {
+        let list = json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": [
+            {"metadata": {"name": 5}},
+        ]});
+        let text = list.to_string();
+        let error = serde_json::from_str::<kube::core::ObjectList<Guard<BucketEncryption>>>(&text)
+            .expect_err("an object without metadata cannot be guarded");
+        let item_starts = text.find(r#"{"metadata":{"name""#).unwrap();
+        assert_eq!(error.to_string().matches(" at line ").count(), 1, "{error}");
+        assert!(error.column() > item_starts, "{error}");
     }
 }
