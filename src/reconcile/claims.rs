@@ -511,12 +511,15 @@ impl Inner {
         let mut changes = Changes::default();
         let mut touched: HashSet<String> = HashSet::new();
         let mut movers: HashSet<String> = HashSet::new();
-        for (uid, entry) in updates {
-            let old_claim = self
-                .sources
-                .get(source)
-                .and_then(|s| s.objects.get(&uid))
-                .and_then(|e| self.claim(e));
+        for (uid, mut entry) in updates {
+            let known = self.sources.get(source).and_then(|s| s.objects.get(&uid));
+            if let (Some(entry), Some(known)) = (entry.as_mut(), known)
+                && entry.claim == known.claim
+            {
+                // Keep the copy the bucket's claimants share.
+                entry.claim = Arc::clone(&known.claim);
+            }
+            let old_claim = known.and_then(|e| self.claim(e));
             let new_claim = entry.as_ref().and_then(|e| self.claim(e));
             let Some(s) = self.sources.get_mut(source) else {
                 break;
@@ -635,6 +638,24 @@ mod tests {
         assert!(changes.retrigger.is_empty(), "{changes:?}");
         let changes = index.observe(0, &Event::Apply(object("d", "u4", mine, T2, json!({}))));
         assert_eq!(changes.retrigger, [(0, "ns".to_owned(), "a".to_owned())]);
+    }
+
+    #[test]
+    fn a_resource_updated_without_moving_its_claim_shares_one_copy_with_its_claimants() {
+        let index = ClaimsIndex::new(1, Tenancy::Open);
+        listed(&index, 0, &[object("a", "u1", "bkt", T1, json!({}))]);
+        let relabelled = object(
+            "a",
+            "u1",
+            "bkt",
+            T1,
+            json!({"metadata": {"labels": {"team": "x"}}}),
+        );
+        index.observe(0, &Event::Apply(relabelled));
+        let state = index.lock();
+        let entry = &state.sources[0].objects["u1"];
+        let (_, _, shared) = state.by_bucket["bkt"].iter().next().unwrap();
+        assert!(Arc::ptr_eq(&entry.claim, shared), "two copies of one claim");
     }
 
     #[test]
