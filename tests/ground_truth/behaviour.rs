@@ -343,6 +343,15 @@ async fn crd_deletion(target: &Target) -> Record {
     )
     .await;
     record.note("the CRD goes with the last instance", json!(crd_gone));
+    // The real server drops the type's endpoint once its CRD informer sees the deletion,
+    // a moment after the CRD itself reads 404: until then an instance reads as a typed
+    // NotFound, afterwards as the plain "404 page not found" of an unserved path.
+    let unserved = settles(
+        || async { api.get("held").await.map(|o| serde_json::to_value(o).unwrap()) },
+        |r| matches!(r, Err(kube::Error::Api(s)) if s.code == 404 && s.reason != "NotFound"),
+    )
+    .await;
+    record.note("the type's endpoint goes with its CRD", json!(unserved));
     record.push("get an instance of the gone type", &api.get("held").await);
     record
 }
