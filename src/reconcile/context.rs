@@ -7,12 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use tokio::sync::Semaphore;
 
 use super::claims::ClaimsIndex;
 use super::events::EventRecorder;
 use super::grants::Tenancy;
+use super::resync::{Resyncs, Target};
 use super::secret_reads::SecretReads;
 use super::shard::Shard;
 use crate::api::BucketEncryption;
@@ -136,6 +138,8 @@ pub struct Context {
     pub permits: Semaphore,
     /// Secret reads, shared by the reconciles that need one Secret within a second.
     pub secrets: SecretReads,
+    /// When each resource in sync is next read back (kube's scheduler keeps only backoffs).
+    pub resyncs: Resyncs,
     /// Consecutive failures per object uid, for backoff; cleared on success and on deletion.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -165,7 +169,25 @@ impl Context {
             stores,
             permits,
             secrets: SecretReads::default(),
+            resyncs: Resyncs::default(),
             failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The resync timer's key for `object`: its controller (the watched namespace it is in, in
+    /// order; the one cluster-wide watch is 0) and its namespace and name.
+    pub fn resync_target(&self, object: &Guarded) -> Target {
+        let namespace = object.namespace().unwrap_or_default();
+        let source = self
+            .settings
+            .namespaces
+            .iter()
+            .position(|watched| *watched == namespace)
+            .unwrap_or(0);
+        Target {
+            source,
+            namespace: namespace.into(),
+            name: object.name_any().into(),
         }
     }
 

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod policy;
 pub mod preflight;
 pub mod report;
+pub mod resync;
 pub mod schedule;
 pub mod secret_reads;
 pub mod shard;
@@ -267,6 +268,7 @@ pub async fn run(
                 .boxed()
         })
         .collect();
+    let resync_senders = senders.clone();
     if ctx.settings.tenancy == grants::Tenancy::Grants {
         let mut stopped = stopped.clone();
         let stop = async move {
@@ -283,6 +285,14 @@ pub async fn run(
             let _ = stopped.wait_for(Option::is_some).await;
         };
         runs.push(audit_worker::run(ctx.clone(), stop).boxed());
+    }
+    {
+        let mut stopped = stopped.clone();
+        let stop = async move {
+            let _ = stopped.wait_for(Option::is_some).await;
+        };
+        let ctx = ctx.clone();
+        runs.push(async move { ctx.resyncs.run(resync_senders, stop).await }.boxed());
     }
     let all = futures_util::future::join_all(runs);
     tokio::pin!(all);

@@ -31,6 +31,10 @@ use crate::oss::{BucketTarget, CredentialsProvider, EncryptionRule, Reply};
 
 /// Reconciles one object, within the global concurrency bound, timed and counted in the metrics.
 pub async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // A reconcile that starts replaces the resource's pending resync (as kube's scheduler
+    // drops a request it runs): only a reconcile that goes through schedules the next.
+    let resync = ctx.resync_target(&object);
+    ctx.resyncs.cancel(&resync);
     // Nobody writes before every claim is known (a partial cache could hide an older owner).
     ctx.claims.until_complete().await;
     // The semaphore is never closed, so acquiring only waits.
@@ -44,7 +48,7 @@ pub async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action
         name = %object.name_any(),
         bucket = object.0.as_ref().map(|r| r.spec.bucket.as_str()).unwrap_or_default(),
     );
-    let result = reconcile_object(&object, &ctx).instrument(span).await;
+    let result = reconcile_object(&object, &ctx, resync).instrument(span).await;
     let label = match &result {
         Ok(_) => "ok",
         Err(error) => error.metric_label(),
@@ -58,7 +62,11 @@ pub async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action
     result
 }
 
-async fn reconcile_object(object: &Guarded, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_object(
+    object: &Guarded,
+    ctx: &Context,
+    resync: super::resync::Target,
+) -> Result<Action, Error> {
     // A spec edit can move a resource to another shard's bucket: that shard acts on it now.
     if !super::in_shard(ctx.settings.shard, object) {
         return Ok(Action::await_change());
@@ -79,7 +87,8 @@ async fn reconcile_object(object: &Guarded, ctx: &Context) -> Result<Action, Err
     match sync(resource, ctx).await {
         Ok(outcome) => {
             report_outcome(resource, &outcome, ctx).await?;
-            Ok(Action::requeue(outcome.requeue))
+            ctx.resyncs.schedule(resync, outcome.requeue);
+            Ok(Action::await_change())
         }
         Err(error) => report_failure(resource, error, ctx).await,
     }
