@@ -10,6 +10,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod finalizer;
+pub mod generations;
 pub mod grant_controller;
 pub mod grants;
 pub mod guard;
@@ -224,13 +225,17 @@ pub async fn run(
                         }
                     }
                 })
-                .applied_objects()
                 // Other shards' resources are cached (a spec edit can move one here) but never
                 // reconciled here.
-                .filter(move |object| {
-                    std::future::ready(object.as_ref().map_or(true, |o| in_shard(shard, o)))
-                })
-                .predicate_filter(predicates::generation, Default::default());
+                .filter_map({
+                    let mut generations = generations::Generations::default();
+                    move |event| {
+                        std::future::ready(match event {
+                            Ok(event) => generations.trigger(event, |o| in_shard(shard, o)).map(Ok),
+                            Err(error) => Some(Err(error)),
+                        })
+                    }
+                });
             Controller::for_stream(triggers, reader)
                 .reconcile_on(received(receiver))
                 .with_config(ControllerConfig::default().concurrency(concurrency))
