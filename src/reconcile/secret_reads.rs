@@ -343,24 +343,6 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_failed_read_is_not_shared() {
-        let shared = SecretReads::default();
-        let reads = AtomicUsize::new(0);
-        let missing = shared
-            .credentials("team", "creds", Freshness::Shared, || async {
-                reads.fetch_add(1, Ordering::SeqCst);
-                Err(Error::CredentialsNotFound("Secret team/creds not found".into()))
-            })
-            .await;
-        assert!(missing.is_err());
-        shared
-            .credentials("team", "creds", Freshness::Shared, || counted(&reads, "AK1"))
-            .await
-            .unwrap();
-        assert_eq!(reads.load(Ordering::SeqCst), 2);
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn expired_reads_are_dropped_and_a_zero_window_shares_nothing() {
         let shared = SecretReads::default();
         let reads = AtomicUsize::new(0);
