@@ -25,8 +25,11 @@ pub enum RateMode {
     Fixed,
 }
 
-/// Multiplicative cut on a throttle.
-const BETA: f64 = 0.7;
+/// Multiplicative cut on a throttle. The AWS algorithm uses 0.7; the rate averages about
+/// `1 - (1 - BETA) / 4` of the limit over a cut-and-regrow cycle, so 0.8 gives 95% instead of
+/// 92.5% (simulated at 200/s with 8 callers: 1.06x the floor instead of 1.09x, the same throttles;
+/// 0.85 throttles more).
+const BETA: f64 = 0.8;
 /// Cubic growth scale.
 const SCALE: f64 = 0.4;
 /// The rate never drops below this (requests per second). The AWS algorithm uses 0.5; an
@@ -554,7 +557,7 @@ mod tests {
     }
 
     #[test]
-    fn a_throttle_cuts_the_rate_to_seventy_percent_of_what_was_sent() {
+    fn a_throttle_cuts_the_rate_to_eighty_percent_of_what_was_sent() {
         let mut state = AdaptiveRate::new(0.0);
         send(&mut state, 100.0, 0.0, 3.0, |_| false);
         state.record(true, 3.0, 1_000.0);
@@ -562,7 +565,7 @@ mod tests {
         let measured = state.measured_rate();
         assert!((measured - 100.0).abs() < 10.0, "{measured}");
         let rate = state.rate().expect("on after a throttle");
-        assert!((rate - measured * 0.7).abs() < 1e-9, "{rate} vs {measured}");
+        assert!((rate - measured * 0.8).abs() < 1e-9, "{rate} vs {measured}");
         // Throttles right after the cut answer requests sent before it: no second cut.
         state.record(true, 3.01, 1_000.0);
         assert_eq!(state.rate().unwrap(), rate);
@@ -594,7 +597,7 @@ mod tests {
         assert_eq!(
             state.rate(),
             Some(50.0),
-            "cut to 350, capped by the ceiling of 50"
+            "cut to 400, capped by the ceiling of 50"
         );
         // Requests as fast as allowed after the cut. The ~1,000 sent in the second before it
         // count against the one-second window, so nothing goes out until they have aged out;
