@@ -155,6 +155,9 @@ impl Context {
         stores: Vec<Store<Guarded>>,
     ) -> Self {
         let permits = Semaphore::new(usize::from(settings.concurrency.max(1)));
+        // Twice the reconciles that run at once: the controller is never idle for want of a
+        // trigger, and holds few.
+        let resync_window = 2 * usize::from(settings.concurrency.max(1));
         let claims = Arc::new(ClaimsIndex::new(stores.len(), settings.tenancy).with_shard(settings.shard));
         let objects = oss.data_plane(settings.object_audits.qps, settings.object_audits.burst);
         Self {
@@ -169,7 +172,7 @@ impl Context {
             stores,
             permits,
             secrets: SecretReads::default(),
-            resyncs: Resyncs::default(),
+            resyncs: Resyncs::with_window(resync_window),
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -219,6 +219,9 @@ pub async fn run(
                     for uid in &changes.removed {
                         events_ctx.forget_failures(uid);
                     }
+                    if let watcher::Event::Delete(object) = event {
+                        events_ctx.resyncs.cancel(&events_ctx.resync_target(object));
+                    }
                     for (to, namespace, name) in changes.retrigger {
                         if let Some(sender) = senders.get(to) {
                             let _ = sender.send(ObjectRef::new(&name).within(&namespace));
@@ -226,12 +229,29 @@ pub async fn run(
                     }
                 })
                 // Other shards' resources are cached (a spec edit can move one here) but never
-                // reconciled here.
+                // reconciled here. What a list triggers is queued on the resync timer once the
+                // list is in the cache, and handed to the controller a window at a time.
                 .filter_map({
                     let mut generations = generations::Generations::default();
+                    let mut listed: Vec<resync::Target> = Vec::new();
+                    let ctx = ctx.clone();
                     move |event| {
                         std::future::ready(match event {
-                            Ok(event) => generations.trigger(event, |o| in_shard(shard, o)).map(Ok),
+                            Ok(event) => {
+                                let listing = matches!(event, watcher::Event::InitApply(_));
+                                let done = matches!(event, watcher::Event::InitDone);
+                                let triggered = generations.trigger(event, |o| in_shard(shard, o));
+                                if done {
+                                    ctx.resyncs.schedule_now(std::mem::take(&mut listed));
+                                }
+                                match triggered {
+                                    Some(object) if listing => {
+                                        listed.push(ctx.resync_target(&object));
+                                        None
+                                    }
+                                    other => other.map(Ok),
+                                }
+                            }
                             Err(error) => Some(Err(error)),
                         })
                     }
