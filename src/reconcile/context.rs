@@ -154,10 +154,8 @@ impl Context {
         metrics: Arc<Metrics>,
         stores: Vec<Store<Guarded>>,
     ) -> Self {
-        let permits = Semaphore::new(usize::from(settings.concurrency.max(1)));
-        // Twice the reconciles that run at once: the controller is never idle for want of a
-        // trigger, and holds few.
-        let resync_window = 2 * usize::from(settings.concurrency.max(1));
+        let concurrency = usize::from(settings.concurrency.max(1));
+        let permits = Semaphore::new(concurrency);
         let claims = Arc::new(ClaimsIndex::new(stores.len(), settings.tenancy).with_shard(settings.shard));
         let objects = oss.data_plane(settings.object_audits.qps, settings.object_audits.burst);
         Self {
@@ -172,7 +170,9 @@ impl Context {
             stores,
             permits,
             secrets: SecretReads::default(),
-            resyncs: Resyncs::with_window(resync_window),
+            // Twice the reconciles that run at once: the controller is never idle for want of
+            // a trigger, and holds few.
+            resyncs: Resyncs::with_window(2 * concurrency),
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -78,12 +78,8 @@ impl Queue {
         self.order.keys().next().map(|(at, _)| *at)
     }
 
-    /// Takes every resync due at `now`, earliest first.
-    pub fn take_due(&mut self, now: Instant) -> Vec<Arc<Target>> {
-        self.take_due_within(now, usize::MAX)
-    }
-
-    fn take_due_within(&mut self, now: Instant, most: usize) -> Vec<Arc<Target>> {
+    /// Takes the resyncs due at `now`, earliest first, at most `most` of them.
+    pub fn take_due(&mut self, now: Instant, most: usize) -> Vec<Arc<Target>> {
         let mut due = Vec::new();
         while due.len() < most
             && let Some(entry) = self.order.first_entry()
@@ -104,7 +100,7 @@ impl Queue {
     pub fn admit(&mut self, now: Instant, window: usize, expiry: Duration) -> Vec<Arc<Target>> {
         self.sent.retain(|_, sent| *sent + expiry > now);
         let room = window.saturating_sub(self.sent.len());
-        let due = self.take_due_within(now, room);
+        let due = self.take_due(now, room);
         for target in &due {
             self.sent.insert(target.clone(), now);
         }
@@ -246,6 +242,23 @@ mod tests {
         due.iter().map(|t| &*t.name).collect()
     }
 
+    /// Runs `resyncs`' timer sending to `senders` until the returned sender is used.
+    fn start_timer(
+        resyncs: &Arc<Resyncs>,
+        senders: Vec<mpsc::UnboundedSender<ObjectRef<Guarded>>>,
+    ) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let resyncs = resyncs.clone();
+        let timer = tokio::spawn(async move {
+            resyncs
+                .run(senders, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        (stop, timer)
+    }
+
     #[test]
     fn resyncs_fall_due_in_time_order_and_only_once_due() {
         let t0 = Instant::now();
@@ -254,13 +267,16 @@ mod tests {
         assert!(queue.schedule(target("early"), t0 + Duration::from_secs(10)));
         assert!(!queue.schedule(target("middle"), t0 + Duration::from_secs(20)));
         assert_eq!(queue.next_due(), Some(t0 + Duration::from_secs(10)));
-        assert!(queue.take_due(t0 + Duration::from_secs(9)).is_empty());
+        assert!(queue.take_due(t0 + Duration::from_secs(9), usize::MAX).is_empty());
         assert_eq!(
-            names(&queue.take_due(t0 + Duration::from_secs(20))),
+            names(&queue.take_due(t0 + Duration::from_secs(20), usize::MAX)),
             ["early", "middle"]
         );
         assert_eq!(queue.len(), 1);
-        assert_eq!(names(&queue.take_due(t0 + Duration::from_secs(60))), ["late"]);
+        assert_eq!(
+            names(&queue.take_due(t0 + Duration::from_secs(60), usize::MAX)),
+            ["late"]
+        );
         assert!(queue.is_empty());
         assert_eq!(queue.next_due(), None);
     }
@@ -274,8 +290,14 @@ mod tests {
         // Rescheduled later: its earlier slot goes, so it does not fire twice.
         assert!(!queue.schedule(target("a"), t0 + Duration::from_secs(15)));
         assert_eq!(queue.len(), 2);
-        assert_eq!(names(&queue.take_due(t0 + Duration::from_secs(12))), ["b"]);
-        assert_eq!(names(&queue.take_due(t0 + Duration::from_secs(15))), ["a"]);
+        assert_eq!(
+            names(&queue.take_due(t0 + Duration::from_secs(12), usize::MAX)),
+            ["b"]
+        );
+        assert_eq!(
+            names(&queue.take_due(t0 + Duration::from_secs(15), usize::MAX)),
+            ["a"]
+        );
         assert!(queue.is_empty());
     }
 
@@ -287,7 +309,7 @@ mod tests {
         queue.schedule(target("b"), t0);
         queue.cancel(&target("a"));
         queue.cancel(&target("never scheduled"));
-        assert_eq!(names(&queue.take_due(t0)), ["b"]);
+        assert_eq!(names(&queue.take_due(t0, usize::MAX)), ["b"]);
         assert!(queue.is_empty());
     }
 
@@ -310,7 +332,7 @@ mod tests {
             },
             t0,
         );
-        assert_eq!(queue.take_due(t0).len(), 3);
+        assert_eq!(queue.take_due(t0, usize::MAX).len(), 3);
     }
 
     #[test]
@@ -361,17 +383,7 @@ mod tests {
     async fn the_timer_hands_out_a_window_at_a_time_and_the_next_as_one_starts() {
         let resyncs = Arc::new(Resyncs::with_window(2));
         let (sender, mut receiver) = mpsc::unbounded_channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let timer = {
-            let resyncs = resyncs.clone();
-            tokio::spawn(async move {
-                resyncs
-                    .run(vec![sender], async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            })
-        };
+        let (stop, timer) = start_timer(&resyncs, vec![sender]);
         resyncs.schedule_now(["a", "b", "c"].map(target).to_vec());
         assert_eq!(receiver.recv().await.unwrap().name, "a");
         assert_eq!(receiver.recv().await.unwrap().name, "b");
@@ -393,17 +405,7 @@ mod tests {
         let start = Instant::now();
         let (first, mut first_rx) = mpsc::unbounded_channel();
         let (second, mut second_rx) = mpsc::unbounded_channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let timer = {
-            let resyncs = resyncs.clone();
-            tokio::spawn(async move {
-                resyncs
-                    .run(vec![first, second], async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            })
-        };
+        let (stop, timer) = start_timer(&resyncs, vec![first, second]);
         resyncs.schedule(target("a"), Duration::from_secs(60));
         resyncs.schedule(
             Target {
